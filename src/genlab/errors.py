@@ -1,0 +1,27 @@
+"""User-facing errors: one line that says what is wrong and how to fix it.
+
+The entry points (`genlab-train`, `genlab-sample`) print a `GenlabError` as a single line
+and exit with status 2 instead of showing a stack trace.
+"""
+
+
+class GenlabError(Exception):
+    """An error caused by the user's input, with a message that names the fix."""
+
+
+class ConfigError(GenlabError, ValueError):
+    """A config value that cannot work (a bad learning rate, a size the nets cannot take)."""
+
+
+class DataError(GenlabError):
+    """A dataset that is missing, empty or does not fit the model."""
+
+
+class CheckpointError(GenlabError):
+    """A checkpoint that is missing, unreadable or from another model."""
+
+
+def require(condition: bool, message: str, error: type[GenlabError] = ConfigError) -> None:
+    """Raise `error(message)` unless `condition` holds."""
+    if not condition:
+        raise error(message)

@@ -1,0 +1,83 @@
+"""Adversarial losses and the gradient penalty.
+
+Each loss turns the discriminator's raw scores (logits for BCE, critic values for the
+Wasserstein loss) into the two objectives of the game. Pick one with Hydra's `_target_`.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class AdversarialLoss:
+    """The objectives of D and G, given D's raw scores on real and generated samples."""
+
+    def discriminator(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def generator(self, fake_scores: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def readout(self, scores: Tensor) -> Tensor:
+        """What to log as D(x): a probability for BCE, the raw score otherwise."""
+        return scores.mean()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class NonSaturatingLoss(AdversarialLoss):
+    """The original GAN loss with the non-saturating generator objective -log D(G(z))."""
+
+    def discriminator(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+        real = F.binary_cross_entropy_with_logits(real_scores, torch.ones_like(real_scores))
+        fake = F.binary_cross_entropy_with_logits(fake_scores, torch.zeros_like(fake_scores))
+        return real + fake
+
+    def generator(self, fake_scores: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(fake_scores, torch.ones_like(fake_scores))
+
+    def readout(self, scores: Tensor) -> Tensor:
+        return torch.sigmoid(scores).mean()
+
+
+class LeastSquaresLoss(AdversarialLoss):
+    """LSGAN (Mao et al. 2017) with targets a=0 for fake, b=1 for real, c=1 for G."""
+
+    def discriminator(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+        return 0.5 * ((real_scores - 1).pow(2).mean() + fake_scores.pow(2).mean())
+
+    def generator(self, fake_scores: Tensor) -> Tensor:
+        return 0.5 * (fake_scores - 1).pow(2).mean()
+
+
+class WassersteinLoss(AdversarialLoss):
+    """The critic maximises E[D(real)] - E[D(fake)]; Lipschitz-ness comes from clipping or GP."""
+
+    def discriminator(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+        return fake_scores.mean() - real_scores.mean()
+
+    def generator(self, fake_scores: Tensor) -> Tensor:
+        return -fake_scores.mean()
+
+
+class HingeLoss(AdversarialLoss):
+    """The hinge loss of SAGAN / BigGAN."""
+
+    def discriminator(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+        return F.relu(1 - real_scores).mean() + F.relu(1 + fake_scores).mean()
+
+    def generator(self, fake_scores: Tensor) -> Tensor:
+        return -fake_scores.mean()
+
+
+def gradient_penalty(
+    critic: nn.Module, real: Tensor, fake: Tensor, labels: Tensor | None = None
+) -> Tensor:
+    """WGAN-GP's two-sided penalty E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates."""
+    alpha_shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+    alpha = torch.rand(alpha_shape, device=real.device, dtype=real.dtype)
+    interpolates = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    scores = critic(interpolates, labels)
+    (grads,) = torch.autograd.grad(scores.sum(), interpolates, create_graph=True)
+    return (grads.flatten(1).norm(2, dim=1) - 1).pow(2).mean()

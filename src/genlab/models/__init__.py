@@ -1,0 +1,1 @@
+"""LightningModules: the training logic, one file per family."""

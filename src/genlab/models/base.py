@@ -1,0 +1,66 @@
+"""What every genlab model shares: the sampling surface and cheap step logging.
+
+Callbacks and `genlab-sample` talk to a model only through `sample(n, labels, generator)`,
+`num_classes` and `conditional`.
+"""
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from genlab.errors import require
+
+
+def spread_labels(n: int, num_classes: int, device: torch.device | None = None) -> Tensor:
+    """Labels 0, 1, ..., K-1, 0, 1, ... so that n samples cover every class evenly."""
+    return torch.arange(n, device=device) % num_classes
+
+
+class GenerativeModule(L.LightningModule):
+    num_classes: int = 0
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    def resolve_labels(self, n: int, labels: Tensor | int | None) -> Tensor | None:
+        """The labels to generate with: None for unconditional models, else n class indices."""
+        if not self.conditional:
+            require(labels is None, "this model is unconditional: drop the labels")
+            return None
+        if labels is None:
+            return spread_labels(n, self.num_classes, self.device)
+        labels = torch.as_tensor(labels, device=self.device).long().flatten()
+        if labels.numel() == 1:
+            labels = labels.expand(n)
+        require(len(labels) == n, f"got {len(labels)} labels for {n} samples")
+        require(
+            bool(((labels >= 0) & (labels < self.num_classes)).all()),
+            f"labels must lie in 0..{self.num_classes - 1}",
+        )
+        return labels
+
+    def sample(
+        self, n: int, labels: Tensor | int | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """n samples from the model, in data space, on the model's device."""
+        raise NotImplementedError
+
+    def noise(self, shape: tuple[int, ...], generator: torch.Generator | None = None) -> Tensor:
+        """Standard normal noise on the model's device; reproducible when `generator` is given
+        (a CPU generator, so that the same seed gives the same noise on any device)."""
+        if generator is None:
+            return torch.randn(shape, device=self.device)
+        return torch.randn(shape, generator=generator).to(self.device)
+
+    def logging_this_step(self) -> bool:
+        """True on the batches whose step metrics the logger will write.
+
+        Calling `self.log` on every batch costs more than a tiny model's step, so the
+        models build their step metrics only on the batches that Lightning would write
+        (every `trainer.log_every_n_steps`).
+        """
+        trainer = self._trainer
+        if trainer is None:
+            return False
+        return trainer.fast_dev_run or trainer._logger_connector.should_update_logs

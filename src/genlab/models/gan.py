@@ -1,0 +1,155 @@
+"""One GAN LightningModule for the whole family.
+
+GAN, cGAN, DCGAN, WGAN, WGAN-GP, LSGAN and ACGAN are the same alternating game played
+with other nets, another loss and another number of critic steps; each is a config.
+"""
+
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from genlab.errors import require
+from genlab.losses import AdversarialLoss, gradient_penalty
+from genlab.models.base import GenerativeModule
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+
+
+class GAN(GenerativeModule):
+    """Alternating updates under manual optimization.
+
+    Each batch trains D; every `critic_steps`-th batch also trains G. With
+    `critic_steps=5` the critic sees five fresh real batches per generator update, as in
+    WGAN and WGAN-GP. Schedules are based on `batch_idx`, because `global_step` counts
+    optimizer steps (D's and G's).
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        loss: AdversarialLoss,
+        optimizer_g: OptimizerFactory,
+        optimizer_d: OptimizerFactory,
+        latent_dim: int,
+        num_classes: int = 0,
+        critic_steps: int = 1,
+        lr: float = 2e-4,
+        lr_g: float | None = None,
+        lr_d: float | None = None,
+        betas_g: Sequence[float] = (0.5, 0.999),
+        betas_d: Sequence[float] = (0.5, 0.999),
+        gp_weight: float = 0.0,
+        weight_clip: float | None = None,
+        grad_clip_g: float | None = None,
+        grad_clip_d: float | None = None,
+    ) -> None:
+        super().__init__()
+        lr_g = lr if lr_g is None else lr_g
+        lr_d = lr if lr_d is None else lr_d
+        require(lr > 0, f"model.lr must be > 0 (got {lr}); try model.lr=2e-4")
+        require(lr_g > 0, f"model.lr_g must be > 0 (got {lr_g}); try model.lr_g=2e-4")
+        require(lr_d > 0, f"model.lr_d must be > 0 (got {lr_d}); try model.lr_d=2e-4")
+        require(critic_steps >= 1, f"model.critic_steps must be >= 1 (got {critic_steps})")
+        require(latent_dim >= 1, f"model.latent_dim must be >= 1 (got {latent_dim})")
+        require(gp_weight >= 0, f"model.gp_weight must be >= 0 (got {gp_weight})")
+        require(
+            weight_clip is None or weight_clip > 0,
+            f"model.weight_clip must be > 0 or null (got {weight_clip})",
+        )
+        self.save_hyperparameters(
+            ignore=["generator", "discriminator", "loss", "optimizer_g", "optimizer_d"], logger=False
+        )
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        self.loss = loss
+        self.optimizer_g = optimizer_g
+        self.optimizer_d = optimizer_d
+        self.latent_dim = latent_dim
+        self.num_classes = num_classes
+        self.critic_steps = critic_steps
+        self.gp_weight = gp_weight
+        self.weight_clip = weight_clip
+        self.grad_clip_g = grad_clip_g
+        self.grad_clip_d = grad_clip_d
+        self.last_generator_stats: dict[str, Tensor] = {}
+
+    def configure_optimizers(self) -> list[Optimizer]:
+        return [
+            self.optimizer_g(self.generator.parameters()),
+            self.optimizer_d(self.discriminator.parameters()),
+        ]
+
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.generator(z, labels)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        real, labels = batch
+        labels = labels if self.conditional else None
+        opt_g, opt_d = self.optimizers()
+
+        # 1. Train D to tell real samples from G(z), with G held fixed.
+        stats = self.discriminator_step(real, labels, opt_d)
+
+        # 2. Train G so that D scores G(z) as real, with D held fixed.
+        if (batch_idx + 1) % self.critic_steps == 0:
+            self.last_generator_stats = self.generator_step(real.shape[0], labels, opt_g)
+
+        if self.logging_this_step():
+            # With several critic steps G is not trained on every batch: log its latest figures.
+            self.log_dict(stats | self.last_generator_stats, on_step=True, on_epoch=False)
+
+    def discriminator_step(self, real: Tensor, labels: Tensor | None, opt_d) -> dict[str, Tensor]:
+        with self.toggled_optimizer(opt_d):
+            with torch.no_grad():
+                fake = self.generator(self.noise((real.shape[0], self.latent_dim)), labels)
+            real_scores = self.discriminator(real, labels)
+            fake_scores = self.discriminator(fake, labels)
+            loss = self.loss.discriminator(real_scores, fake_scores)
+            stats = {
+                "loss/d": loss.detach(),
+                "d/real": self.loss.readout(real_scores.detach()),
+                "d/fake": self.loss.readout(fake_scores.detach()),
+            }
+            if self.gp_weight > 0:
+                penalty = gradient_penalty(self.discriminator, real, fake, labels)
+                loss = loss + self.gp_weight * penalty
+                stats["loss/gp"] = penalty.detach()
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            if self.grad_clip_d:
+                self.clip_gradients(opt_d, gradient_clip_val=self.grad_clip_d, gradient_clip_algorithm="norm")
+            opt_d.step()
+            if self.weight_clip:
+                # WGAN's crude Lipschitz constraint: clamp every critic weight to [-c, c].
+                with torch.no_grad():
+                    for parameter in self.discriminator.parameters():
+                        parameter.clamp_(-self.weight_clip, self.weight_clip)
+        if self.weight_clip or self.gp_weight > 0:
+            stats["wasserstein"] = (real_scores.mean() - fake_scores.mean()).detach()
+        return stats
+
+    def generator_step(self, n: int, labels: Tensor | None, opt_g) -> dict[str, Tensor]:
+        with self.toggled_optimizer(opt_g):
+            fake = self.generator(self.noise((n, self.latent_dim)), labels)
+            loss = self.loss.generator(self.discriminator(fake, labels))
+            opt_g.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            if self.grad_clip_g:
+                self.clip_gradients(opt_g, gradient_clip_val=self.grad_clip_g, gradient_clip_algorithm="norm")
+            opt_g.step()
+        return {"loss/g": loss.detach()}
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, labels: Tensor | int | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        labels = self.resolve_labels(n, labels)
+        was_training = self.generator.training
+        self.generator.eval()
+        samples = self.generator(self.noise((n, self.latent_dim), generator), labels)
+        self.generator.train(was_training)
+        return samples.float()

@@ -1,0 +1,98 @@
+"""Fully connected generator and discriminator, optionally class-conditional.
+
+The label enters as a one-hot vector concatenated to the noise (G) or to the flattened
+sample (D), as in Mirza & Osindero's cGAN.
+"""
+
+from collections.abc import Callable, Sequence
+from math import prod
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genlab.errors import require
+
+
+def mlp(
+    in_features: int,
+    hidden_dims: Sequence[int],
+    out_features: int,
+    activation: Callable[[], nn.Module],
+) -> nn.Sequential:
+    """Linear layers with `activation` between them and none after the last one."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for hidden in hidden_dims:
+        layers += [nn.Linear(width, hidden), activation()]
+        width = hidden
+    layers.append(nn.Linear(width, out_features))
+    return nn.Sequential(*layers)
+
+
+def with_one_hot(x: Tensor, labels: Tensor | None, num_classes: int) -> Tensor:
+    """Concatenate the one-hot labels to `x` for conditional nets; pass `x` through otherwise."""
+    if num_classes == 0:
+        return x
+    require(labels is not None, "this net is class-conditional: pass labels (model.num_classes > 0)")
+    return torch.cat([x, F.one_hot(labels, num_classes).to(x.dtype)], dim=1)
+
+
+def _check_sizes(latent_dim: int, hidden_dims: Sequence[int], num_classes: int) -> None:
+    require(latent_dim >= 1, f"model.latent_dim must be >= 1 (got {latent_dim})")
+    require(
+        all(h >= 1 for h in hidden_dims),
+        f"hidden sizes must be >= 1 (got {list(hidden_dims)}); e.g. model.generator.hidden_dims=[128,128]",
+    )
+    require(num_classes >= 0, f"model.num_classes must be >= 0 (got {num_classes})")
+
+
+class MLPGenerator(nn.Module):
+    """z (and a label) -> a sample of shape `out_shape`: points (D,) or images (C, H, W)."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        out_shape: Sequence[int],
+        hidden_dims: Sequence[int] = (128, 128, 128),
+        num_classes: int = 0,
+        activation: Callable[[], nn.Module] = nn.ReLU,
+        output_activation: Callable[[], nn.Module] | None = None,
+    ) -> None:
+        super().__init__()
+        out_shape = tuple(out_shape) if isinstance(out_shape, Sequence) else (int(out_shape),)
+        _check_sizes(latent_dim, hidden_dims, num_classes)
+        require(
+            len(out_shape) > 0 and all(s >= 1 for s in out_shape),
+            f"the data shape {list(out_shape)} cannot be generated: every size must be >= 1",
+        )
+        self.latent_dim = latent_dim
+        self.out_shape = out_shape
+        self.num_classes = num_classes
+        self.net = mlp(latent_dim + num_classes, hidden_dims, prod(out_shape), activation)
+        self.output_activation = output_activation() if output_activation else nn.Identity()
+
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        x = self.net(with_one_hot(z, labels, self.num_classes))
+        return self.output_activation(x).view(-1, *self.out_shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """A sample (and a label) -> one unnormalised score per sample."""
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        hidden_dims: Sequence[int] = (128, 128, 128),
+        num_classes: int = 0,
+        activation: Callable[[], nn.Module] = nn.ReLU,
+    ) -> None:
+        super().__init__()
+        in_shape = tuple(in_shape) if isinstance(in_shape, Sequence) else (int(in_shape),)
+        _check_sizes(1, hidden_dims, num_classes)
+        self.in_shape = in_shape
+        self.num_classes = num_classes
+        self.net = mlp(prod(in_shape) + num_classes, hidden_dims, 1, activation)
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.net(with_one_hot(x.flatten(1), labels, self.num_classes)).squeeze(1)

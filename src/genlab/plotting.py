@@ -1,0 +1,60 @@
+"""Figures as arrays and PNG files, drawn with matplotlib's Agg backend (no display needed)."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+
+def figure_to_array(fig: plt.Figure) -> np.ndarray:
+    """Render `fig` to an H x W x 3 uint8 array and close it."""
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return image
+
+
+def scatter_figure(
+    fake: Tensor,
+    real: Tensor | None = None,
+    centers: Tensor | None = None,
+    labels: Tensor | None = None,
+    title: str = "",
+) -> np.ndarray:
+    """Real points in grey, generated points on top (coloured by label when given)."""
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    fake_np = fake.detach().float().cpu().numpy()
+    if real is not None:
+        real_np = real.detach().float().cpu().numpy()
+        ax.scatter(real_np[:, 0], real_np[:, 1], s=4, c="0.6", alpha=0.5, label="real")
+    colours = None if labels is None else labels.detach().cpu().numpy()
+    ax.scatter(
+        fake_np[:, 0], fake_np[:, 1], s=4, c=colours if colours is not None else "tab:red",
+        cmap="tab10" if colours is not None else None, alpha=0.6, label="generated",
+    )
+    if centers is not None:
+        centers_np = centers.detach().cpu().numpy()
+        ax.scatter(centers_np[:, 0], centers_np[:, 1], marker="x", s=30, c="k", label="modes")
+    everything = fake_np if real is None else np.concatenate([fake_np, real_np])
+    low, high = np.percentile(everything, [0.5, 99.5], axis=0)
+    pad = 0.15 * (high - low).max() + 1e-3
+    ax.set_xlim(low[0] - pad, high[0] + pad)
+    ax.set_ylim(low[1] - pad, high[1] + pad)
+    ax.set_aspect("equal")
+    ax.legend(loc="upper right", markerscale=3, fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    return figure_to_array(fig)
+
+
+def save_png(image: np.ndarray, path: str | Path) -> Path:
+    """Write an H x W x 3 uint8 array as a PNG, creating the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plt.imsave(path, image)
+    return path

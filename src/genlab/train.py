@@ -1,0 +1,157 @@
+"""`genlab-train`: Hydra config -> datamodule, model, Trainer -> fit -> metrics.
+
+    genlab-train                                   # GAN on moons, CPU
+    genlab-train model=wgan_gp data=ring model.lr=1e-4
+    genlab-train -m model.lr=1e-4,1e-3 data.batch_size=50,250
+"""
+
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from genlab.callbacks.checkpoint import StoreRunConfig
+from genlab.callbacks.distributed import ReplicaConsistency
+from genlab.checkpoints import check_compatible, load_checkpoint
+from genlab.errors import ConfigError, GenlabError, require
+
+log = logging.getLogger("genlab.train")
+
+
+def check_hardware(cfg: DictConfig) -> None:
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError("no CUDA GPU is visible on this machine; use hardware=cpu (or hardware=ddp_cpu)")
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiate every entry of a config group that is a dict of `_target_` configs."""
+    if not group:
+        return []
+    return [instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
+
+
+def hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The run's sweepable settings, for TensorBoard's HPARAMS tab."""
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    params = {
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "data": OmegaConf.to_container(cfg.data, resolve=True),
+        "trainer": {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if not isinstance(v, dict)},
+        "seed": cfg.seed,
+        "choice": {k: str(v) for k, v in choices.items() if not k.startswith("hydra")},
+    }
+    return _drop_private(params)
+
+
+def _drop_private(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _drop_private(v) for k, v in tree.items() if not str(k).startswith("_")}
+    return tree
+
+
+def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in sorted(metrics.items()) if torch.as_tensor(v).numel() == 1}
+
+
+def write_metrics(path: Path, status: str, metrics: dict[str, float], **extra: Any) -> None:
+    payload = {"status": status, "metrics": {k: (v if math.isfinite(v) else str(v)) for k, v in metrics.items()}}
+    path.write_text(json.dumps(payload | extra, indent=2) + "\n")
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit the configured model and return its final metrics."""
+    started = time.time()
+    check_hardware(cfg)
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    output_dir = Path(cfg.paths.output_dir)
+
+    # Plain containers, not OmegaConf nodes: checkpoints must load with weights_only=True.
+    datamodule: L.LightningDataModule = instantiate(cfg.data, _convert_="all")
+    model: L.LightningModule = instantiate(cfg.model, _convert_="all")
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    run_config = {
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "data": OmegaConf.to_container(cfg.data, resolve=True),
+        "choices": {k: choices[k] for k in ("model", "data") if k in choices},
+    }
+    if cfg.get("ckpt_path"):
+        check_compatible(load_checkpoint(cfg.ckpt_path), model, cfg.ckpt_path)
+
+    callbacks = instantiate_group(cfg.get("callbacks")) + [StoreRunConfig(run_config), ReplicaConsistency()]
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = scalar_metrics(trainer.callback_metrics)
+    status = "interrupted" if trainer.interrupted else "completed"
+
+    if trainer.is_global_zero:
+        final = {f"final/{k}": v for k, v in metrics.items()}
+        for logger in trainer.loggers:
+            # TensorBoard pairs hparams with metrics for its HPARAMS tab; other loggers take them apart.
+            if isinstance(logger, TensorBoardLogger):
+                logger.log_hyperparams(hparams(cfg), final)
+            else:
+                logger.log_hyperparams(hparams(cfg))
+                logger.log_metrics(final, step=trainer.global_step)
+            logger.finalize("success")
+        write_metrics(
+            output_dir / "metrics.json", status, metrics,
+            epochs=trainer.current_epoch, global_step=trainer.global_step,
+            duration_s=round(time.time() - started, 2),
+        )
+        print_summary(output_dir, metrics, trainer)
+    return metrics
+
+
+def print_summary(output_dir: Path, metrics: dict[str, float], trainer: L.Trainer) -> None:
+    shown = {k: v for k, v in metrics.items() if k.startswith(("eval/", "ddp/"))} or metrics
+    lines = [f"  {k:<20} {v:.4g}" for k, v in shown.items()]
+    print("\nFinal metrics:\n" + "\n".join(lines), flush=True)
+    print(f"Run folder: {output_dir.resolve()}", flush=True)
+    if any(isinstance(lg, TensorBoardLogger) for lg in trainer.loggers):
+        print(f"TensorBoard: tensorboard --logdir {output_dir.resolve()} --host 127.0.0.1", flush=True)
+
+
+def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    """The value a Hydra sweeper optimizes: `metrics[optimized_metric]`."""
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    require(name in metrics, f"optimized_metric={name} was not computed; choose one of {sorted(metrics)}")
+    return metrics[name]
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    try:
+        return optimized_value(cfg, train(cfg))
+    except GenlabError as error:
+        message = str(error).splitlines()[0]
+        if not multirun:
+            print(f"genlab-train: error: {message}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        # In a sweep, one bad job is recorded and the others go on.
+        log.error("job failed: %s", message)
+        write_metrics(Path(cfg.paths.output_dir) / "metrics.json", "failed", {}, error=message)
+        return float("nan")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Every option of every config group composes, and the model/data configs instantiate."""
+
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+
+import genlab
+from conftest import compose_train
+
+CONF = Path(genlab.__file__).parent / "conf"
+GROUPS = ["model", "data", "trainer", "hardware", "logger", "callbacks", "paths", "hydra", "experiment", "debug"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+CASES = [(group, option) for group in GROUPS for option in options(group)]
+
+
+def test_every_required_option_exists():
+    assert {"gan", "wgan", "wgan_gp", "lsgan"} <= set(options("model"))
+    assert {"moons", "ring", "grid"} <= set(options("data"))
+    assert {"cpu", "gpu", "multi_gpu", "ddp_cpu"} <= set(options("hardware"))
+    assert {"tensorboard", "csv", "none"} <= set(options("logger"))
+
+
+@pytest.mark.parametrize("group, option", CASES, ids=[f"{g}={o}" for g, o in CASES])
+def test_option_composes(group, option, tmp_path):
+    cfg = compose_train([f"{group}={option}"], tmp_path)
+    assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
+    assert cfg.model.lr_g > 0 and cfg.data.batch_size >= 1
+
+
+@pytest.mark.parametrize("model", options("model"))
+@pytest.mark.parametrize("data", options("data"))
+def test_model_and_data_instantiate(model, data, tmp_path):
+    cfg = compose_train([f"model={model}", f"data={data}"], tmp_path)
+    module = instantiate(cfg.model)
+    datamodule = instantiate(cfg.data)
+    samples = module.sample(7)
+    assert samples.shape == (7, datamodule.dim)
+
+
+def test_lr_g_and_lr_d_follow_lr_unless_overridden(tmp_path):
+    cfg = compose_train(["model.lr=1e-3"], tmp_path)
+    assert cfg.model.lr_g == cfg.model.lr_d == cfg.model.optimizer_g.lr == 1e-3
+    cfg = compose_train(["model.lr=1e-3", "model.lr_d=4e-3"], tmp_path)
+    assert cfg.model.optimizer_g.lr == 1e-3 and cfg.model.optimizer_d.lr == 4e-3
+
+
+def test_run_folders_are_told_apart_below_the_second(tmp_path):
+    cfg = compose_train([], tmp_path)
+    assert cfg.hydra.run.dir.endswith("%f}") or "-%f" in str(cfg.hydra.run.dir) or cfg.hydra.run.dir.count("-") >= 5

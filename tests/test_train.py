@@ -1,0 +1,80 @@
+"""Training runs: fast_dev_run for every model on every 2-D dataset, and what a short run leaves."""
+
+import json
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import SHORT
+
+MODELS = ["gan", "lsgan", "wgan", "wgan_gp", "hinge"]
+DATA = ["moons", "ring", "grid"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("data", DATA)
+def test_fast_dev_run(model, data, run_train):
+    metrics, output_dir = run_train([f"model={model}", f"data={data}", "debug=fdr"])
+    assert torch.isfinite(torch.tensor(metrics["loss/d"]))
+    assert "eval/fd" in metrics
+    if data != "moons":
+        assert 0 <= metrics["eval/modes"] <= (8 if data == "ring" else 25)
+
+
+def test_conditional_gan_fast_dev_run(run_train):
+    metrics, _ = run_train(["data=ring", "model.num_classes=${data.num_classes}", "debug=fdr"])
+    assert "loss/g" in metrics
+
+
+def read_events(folder):
+    events = EventAccumulator(str(folder), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    events.Reload()
+    return events
+
+
+def test_short_run_writes_scalars_images_hparams_and_metrics(run_train):
+    metrics, output_dir = run_train(["model=wgan_gp", "data=ring", *SHORT, "trainer.log_every_n_steps=2"])
+
+    events = read_events(output_dir / "tensorboard")
+    scalars = set(events.Tags()["scalars"])
+    assert {"loss/d", "loss/g", "d/real", "d/fake", "loss/gp", "wasserstein"} <= scalars
+    assert {"eval/modes", "eval/hq", "eval/reverse_kl", "eval/fd", "final/eval/modes"} <= scalars
+    assert len(events.Scalars("loss/d")) >= 4  # 16 batches, one point every 2
+    assert "samples/scatter" in events.Tags()["images"]
+    scatter = events.Images("samples/scatter")
+    assert [image.step for image in scatter] == [0, 1]
+    assert scatter[-1].width >= 300 and scatter[-1].height >= 300
+    assert any(tag.startswith("_hparams_") for tag in events.Tags()["tensors"]) or events.summary_metadata
+
+    written = json.loads((output_dir / "metrics.json").read_text())
+    assert written["status"] == "completed" and written["epochs"] == 2
+    assert {"eval/modes", "eval/hq", "eval/reverse_kl"} <= set(written["metrics"])
+    assert written["metrics"]["eval/modes"] == metrics["eval/modes"]
+    assert (output_dir / "samples" / "scatter_last.png").stat().st_size > 10_000
+    assert (output_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_step_scalars_follow_log_every_n_steps(run_train):
+    _, output_dir = run_train(["data=moons", *SHORT, "trainer.log_every_n_steps=4"])
+    steps = [s.step for s in read_events(output_dir / "tensorboard").Scalars("loss/g")]
+    assert len(steps) == 4  # 16 batches, every 4th
+
+
+def test_csv_and_no_logger(run_train):
+    _, output_dir = run_train(["logger=csv", *SHORT, "trainer.log_every_n_steps=4"], name="csv")
+    assert "loss/d" in (output_dir / "csv" / "metrics.csv").read_text()
+    metrics, output_dir = run_train(["logger=none", *SHORT], name="none")
+    assert json.loads((output_dir / "metrics.json").read_text())["metrics"]["eval/fd"] == metrics["eval/fd"]
+    assert not (output_dir / "tensorboard").exists()
+
+
+def test_resume_continues_the_epoch_count(run_train):
+    _, first = run_train(["data=ring", *SHORT], name="first")
+    checkpoint = first / "checkpoints" / "last.ckpt"
+    assert torch.load(checkpoint, weights_only=False)["global_step"] == 32
+    _, second = run_train(["data=ring", *SHORT, "trainer.max_epochs=3", f"ckpt_path={checkpoint}"], name="second")
+    resumed = json.loads((second / "metrics.json").read_text())
+    assert resumed["epochs"] == 3
+    # two optimizer steps per batch (D and G): 3 epochs x 8 batches x 2
+    assert resumed["global_step"] == 48
