@@ -44,12 +44,20 @@ def run_train(tmp_path):
     GlobalHydra.instance().clear()
 
 
-def cli(*args: str, cwd: Path, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+def cli(
+    *args: str, cwd: Path, timeout: int = 300, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run a console script (`genlab-train`, `genlab-sample`) from this environment."""
     command = [str(BIN / args[0]), *args[1:]]
     environment = os.environ | {"PYTHONPATH": str(TESTS)} | (env or {})
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment)
+    return subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment
+    )
 
 
 # Short real runs: a few batches an epoch, no progress bar.
-SHORT = ["trainer.enable_progress_bar=false", "trainer.limit_train_batches=8", "trainer.max_epochs=2"]
+SHORT = [
+    "trainer.enable_progress_bar=false",
+    "trainer.limit_train_batches=8",
+    "trainer.max_epochs=2",
+]

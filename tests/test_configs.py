@@ -6,10 +6,22 @@ import pytest
 from hydra.utils import instantiate
 
 import genlab
+
 from conftest import compose_train
 
 CONF = Path(genlab.__file__).parent / "conf"
-GROUPS = ["model", "data", "trainer", "hardware", "logger", "callbacks", "paths", "hydra", "experiment", "debug"]
+GROUPS = [
+    "model",
+    "data",
+    "trainer",
+    "hardware",
+    "logger",
+    "callbacks",
+    "paths",
+    "hydra",
+    "experiment",
+    "debug",
+]
 
 
 def options(group: str) -> list[str]:
@@ -52,4 +64,8 @@ def test_lr_g_and_lr_d_follow_lr_unless_overridden(tmp_path):
 
 def test_run_folders_are_told_apart_below_the_second(tmp_path):
     cfg = compose_train([], tmp_path)
-    assert cfg.hydra.run.dir.endswith("%f}") or "-%f" in str(cfg.hydra.run.dir) or cfg.hydra.run.dir.count("-") >= 5
+    assert (
+        cfg.hydra.run.dir.endswith("%f}")
+        or "-%f" in str(cfg.hydra.run.dir)
+        or cfg.hydra.run.dir.count("-") >= 5
+    )

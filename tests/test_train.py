@@ -34,7 +34,9 @@ def read_events(folder):
 
 
 def test_short_run_writes_scalars_images_hparams_and_metrics(run_train):
-    metrics, output_dir = run_train(["model=wgan_gp", "data=ring", *SHORT, "trainer.log_every_n_steps=2"])
+    metrics, output_dir = run_train(
+        ["model=wgan_gp", "data=ring", *SHORT, "trainer.log_every_n_steps=2"]
+    )
 
     events = read_events(output_dir / "tensorboard")
     scalars = set(events.Tags()["scalars"])
@@ -45,7 +47,10 @@ def test_short_run_writes_scalars_images_hparams_and_metrics(run_train):
     scatter = events.Images("samples/scatter")
     assert [image.step for image in scatter] == [0, 1]
     assert scatter[-1].width >= 300 and scatter[-1].height >= 300
-    assert any(tag.startswith("_hparams_") for tag in events.Tags()["tensors"]) or events.summary_metadata
+    assert (
+        any(tag.startswith("_hparams_") for tag in events.Tags()["tensors"])
+        or events.summary_metadata
+    )
 
     written = json.loads((output_dir / "metrics.json").read_text())
     assert written["status"] == "completed" and written["epochs"] == 2
@@ -65,7 +70,10 @@ def test_csv_and_no_logger(run_train):
     _, output_dir = run_train(["logger=csv", *SHORT, "trainer.log_every_n_steps=4"], name="csv")
     assert "loss/d" in (output_dir / "csv" / "metrics.csv").read_text()
     metrics, output_dir = run_train(["logger=none", *SHORT], name="none")
-    assert json.loads((output_dir / "metrics.json").read_text())["metrics"]["eval/fd"] == metrics["eval/fd"]
+    assert (
+        json.loads((output_dir / "metrics.json").read_text())["metrics"]["eval/fd"]
+        == metrics["eval/fd"]
+    )
     assert not (output_dir / "tensorboard").exists()
 
 
@@ -73,7 +81,9 @@ def test_resume_continues_the_epoch_count(run_train):
     _, first = run_train(["data=ring", *SHORT], name="first")
     checkpoint = first / "checkpoints" / "last.ckpt"
     assert torch.load(checkpoint, weights_only=False)["global_step"] == 32
-    _, second = run_train(["data=ring", *SHORT, "trainer.max_epochs=3", f"ckpt_path={checkpoint}"], name="second")
+    _, second = run_train(
+        ["data=ring", *SHORT, "trainer.max_epochs=3", f"ckpt_path={checkpoint}"], name="second"
+    )
     resumed = json.loads((second / "metrics.json").read_text())
     assert resumed["epochs"] == 3
     # two optimizer steps per batch (D and G): 3 epochs x 8 batches x 2

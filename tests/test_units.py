@@ -24,7 +24,9 @@ def test_losses_at_known_scores():
     expected_d = -(torch.sigmoid(real).log().mean() + (1 - torch.sigmoid(fake)).log().mean())
     assert bce.discriminator(real, fake) == pytest.approx(float(expected_d), rel=1e-5)
     assert bce.generator(fake) == pytest.approx(float(-torch.sigmoid(fake).log().mean()), rel=1e-5)
-    assert LeastSquaresLoss().discriminator(real, fake) == pytest.approx(0.5 * ((1 + 1) / 2 + (1 + 1) / 2))
+    assert LeastSquaresLoss().discriminator(real, fake) == pytest.approx(
+        0.5 * ((1 + 1) / 2 + (1 + 1) / 2)
+    )
     assert LeastSquaresLoss().generator(fake) == pytest.approx(0.5 * (4 + 0) / 2)
     assert WassersteinLoss().discriminator(real, fake) == pytest.approx(0.0 - 1.0)
     assert WassersteinLoss().generator(fake) == pytest.approx(0.0)
@@ -104,7 +106,10 @@ def test_loader_yields_every_sample_once_in_a_new_order_each_epoch():
 
 def test_loader_shards_disjointly_across_ranks():
     data = torch.arange(103)
-    shards = [collect(InMemoryBatchLoader((data,), batch_size=5, seed=1, rank=r, world_size=2), 4) for r in (0, 1)]
+    shards = [
+        collect(InMemoryBatchLoader((data,), batch_size=5, seed=1, rank=r, world_size=2), 4)
+        for r in (0, 1)
+    ]
     assert len(shards[0]) == len(shards[1]) == 50
     assert not set(shards[0].tolist()) & set(shards[1].tolist())
 

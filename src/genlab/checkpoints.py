@@ -24,7 +24,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"cannot read checkpoint {path} (truncated or not a checkpoint: {reason}); "
             f"pass another .ckpt from the run's checkpoints/ folder"
         ) from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "genlab" not in checkpoint:
+    if (
+        not isinstance(checkpoint, dict)
+        or "state_dict" not in checkpoint
+        or "genlab" not in checkpoint
+    ):
         raise CheckpointError(
             f"{path} is not a genlab checkpoint (no model config inside); "
             f"pass a .ckpt written by genlab-train"
@@ -38,11 +42,15 @@ def check_compatible(checkpoint: dict[str, Any], model: torch.nn.Module, path: s
     found = checkpoint["state_dict"]
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
-    mismatched = sorted(k for k in set(expected) & set(found) if expected[k].shape != found[k].shape)
+    mismatched = sorted(
+        k for k in set(expected) & set(found) if expected[k].shape != found[k].shape
+    )
     if missing or unexpected or mismatched:
         detail = (missing or unexpected or mismatched)[0]
         saved = checkpoint["genlab"].get("choices", {})
-        hint = " ".join(f"{k}={v}" for k, v in saved.items()) or "the config of the run that wrote it"
+        hint = (
+            " ".join(f"{k}={v}" for k, v in saved.items()) or "the config of the run that wrote it"
+        )
         raise CheckpointError(
             f"{path} was written by a different model ({len(missing)} missing, {len(unexpected)} "
             f"unexpected, {len(mismatched)} reshaped weights, e.g. '{detail}'); resume with {hint}"

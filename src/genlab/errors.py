@@ -25,3 +25,12 @@ def require(condition: bool, message: str, error: type[GenlabError] = ConfigErro
     """Raise `error(message)` unless `condition` holds."""
     if not condition:
         raise error(message)
+
+
+def user_error(error: BaseException) -> GenlabError | None:
+    """The GenlabError behind `error`, if any (Hydra wraps errors raised in constructors)."""
+    while error is not None:
+        if isinstance(error, GenlabError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None

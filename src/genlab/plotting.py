@@ -34,8 +34,13 @@ def scatter_figure(
         ax.scatter(real_np[:, 0], real_np[:, 1], s=4, c="0.6", alpha=0.5, label="real")
     colours = None if labels is None else labels.detach().cpu().numpy()
     ax.scatter(
-        fake_np[:, 0], fake_np[:, 1], s=4, c=colours if colours is not None else "tab:red",
-        cmap="tab10" if colours is not None else None, alpha=0.6, label="generated",
+        fake_np[:, 0],
+        fake_np[:, 1],
+        s=4,
+        c=colours if colours is not None else "tab:red",
+        cmap="tab10" if colours is not None else None,
+        alpha=0.6,
+        label="generated",
     )
     if centers is not None:
         centers_np = centers.detach().cpu().numpy()

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from genlab.checkpoints import check_compatible, load_checkpoint
-from genlab.errors import ConfigError, GenlabError, require
+from genlab.errors import ConfigError, require, user_error
 from genlab.plotting import save_png, scatter_figure
 
 DEFAULTS = {"ckpt": None, "n": 1000, "out": "samples", "labels": None, "seed": 0, "device": "cpu"}
@@ -29,10 +29,16 @@ def parse_args(argv: list[str]) -> dict:
     except OmegaConfBaseException as error:
         raise ConfigError(f"cannot parse {argv}: {error}; write key=value, e.g. n=1000") from None
     unknown = sorted(set(overrides) - set(DEFAULTS))
-    require(not unknown, f"unknown option {unknown[0]}; the options are {', '.join(DEFAULTS)}")
+    if unknown:
+        raise ConfigError(f"unknown option {unknown[0]}; the options are {', '.join(DEFAULTS)}")
     args = DEFAULTS | OmegaConf.to_container(overrides)
-    require(args["ckpt"] is not None, "pass the checkpoint: genlab-sample ckpt=PATH [n=1000] [out=DIR]")
-    require(isinstance(args["n"], int) and args["n"] >= 1, f"n must be a whole number >= 1 (got {args['n']})")
+    require(
+        args["ckpt"] is not None, "pass the checkpoint: genlab-sample ckpt=PATH [n=1000] [out=DIR]"
+    )
+    require(
+        isinstance(args["n"], int) and args["n"] >= 1,
+        f"n must be a whole number >= 1 (got {args['n']})",
+    )
     return args
 
 
@@ -67,14 +73,20 @@ def sample(args: dict) -> Path:
 
 def picture(samples: torch.Tensor, labels: torch.Tensor | None):
     """A scatter plot for points."""
-    require(samples.dim() == 2 and samples.shape[1] == 2, f"cannot draw samples of shape {list(samples.shape)}")
+    require(
+        samples.dim() == 2 and samples.shape[1] == 2,
+        f"cannot draw samples of shape {list(samples.shape)}",
+    )
     return scatter_figure(samples, labels=labels, title=f"{len(samples)} samples")
 
 
 def main(argv: list[str] | None = None) -> None:
     try:
         out = sample(parse_args(sys.argv[1:] if argv is None else argv))
-    except GenlabError as error:
+    except Exception as exc:
+        error = user_error(exc)
+        if error is None:
+            raise
         print(f"genlab-sample: error: {str(error).splitlines()[0]}", file=sys.stderr)
         sys.exit(2)
     print(f"wrote {out / 'samples.pt'} and {out / 'samples.png'}")

@@ -1,8 +1,8 @@
 """`genlab-train`: Hydra config -> datamodule, model, Trainer -> fit -> metrics.
 
-    genlab-train                                   # GAN on moons, CPU
-    genlab-train model=wgan_gp data=ring model.lr=1e-4
-    genlab-train -m model.lr=1e-4,1e-3 data.batch_size=50,250
+genlab-train                                   # GAN on moons, CPU
+genlab-train model=wgan_gp data=ring model.lr=1e-4
+genlab-train -m model.lr=1e-4,1e-3 data.batch_size=50,250
 """
 
 import json
@@ -22,10 +22,10 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.callbacks.checkpoint import StoreRunConfig
 from genlab.callbacks.distributed import ReplicaConsistency
+from genlab.callbacks.run_record import LogHyperparams, StoreRunConfig, final_metrics
 from genlab.checkpoints import check_compatible, load_checkpoint
-from genlab.errors import ConfigError, GenlabError, require
+from genlab.errors import ConfigError, require, user_error
 
 log = logging.getLogger("genlab.train")
 
@@ -33,7 +33,9 @@ log = logging.getLogger("genlab.train")
 def check_hardware(cfg: DictConfig) -> None:
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError("no CUDA GPU is visible on this machine; use hardware=cpu (or hardware=ddp_cpu)")
+        raise ConfigError(
+            "no CUDA GPU is visible on this machine; use hardware=cpu (or hardware=ddp_cpu)"
+        )
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -49,7 +51,11 @@ def hparams(cfg: DictConfig) -> dict[str, Any]:
     params = {
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "data": OmegaConf.to_container(cfg.data, resolve=True),
-        "trainer": {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if not isinstance(v, dict)},
+        "trainer": {
+            k: v
+            for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items()
+            if not isinstance(v, dict)
+        },
         "seed": cfg.seed,
         "choice": {k: str(v) for k, v in choices.items() if not k.startswith("hydra")},
     }
@@ -62,12 +68,11 @@ def _drop_private(tree: Any) -> Any:
     return tree
 
 
-def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in sorted(metrics.items()) if torch.as_tensor(v).numel() == 1}
-
-
 def write_metrics(path: Path, status: str, metrics: dict[str, float], **extra: Any) -> None:
-    payload = {"status": status, "metrics": {k: (v if math.isfinite(v) else str(v)) for k, v in metrics.items()}}
+    payload = {
+        "status": status,
+        "metrics": {k: (v if math.isfinite(v) else str(v)) for k, v in metrics.items()},
+    }
     path.write_text(json.dumps(payload | extra, indent=2) + "\n")
 
 
@@ -92,27 +97,28 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("ckpt_path"):
         check_compatible(load_checkpoint(cfg.ckpt_path), model, cfg.ckpt_path)
 
-    callbacks = instantiate_group(cfg.get("callbacks")) + [StoreRunConfig(run_config), ReplicaConsistency()]
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    # the replica check runs first, so that its verdict is among the logged final metrics
+    callbacks = [
+        ReplicaConsistency(),
+        *callbacks,
+        StoreRunConfig(run_config),
+        LogHyperparams(hparams(cfg)),
+    ]
     loggers = instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    metrics = scalar_metrics(trainer.callback_metrics)
+    metrics = final_metrics(trainer)
     status = "interrupted" if trainer.interrupted else "completed"
 
     if trainer.is_global_zero:
-        final = {f"final/{k}": v for k, v in metrics.items()}
-        for logger in trainer.loggers:
-            # TensorBoard pairs hparams with metrics for its HPARAMS tab; other loggers take them apart.
-            if isinstance(logger, TensorBoardLogger):
-                logger.log_hyperparams(hparams(cfg), final)
-            else:
-                logger.log_hyperparams(hparams(cfg))
-                logger.log_metrics(final, step=trainer.global_step)
-            logger.finalize("success")
         write_metrics(
-            output_dir / "metrics.json", status, metrics,
-            epochs=trainer.current_epoch, global_step=trainer.global_step,
+            output_dir / "metrics.json",
+            status,
+            metrics,
+            epochs=trainer.current_epoch,
+            global_step=trainer.global_step,
             duration_s=round(time.time() - started, 2),
         )
         print_summary(output_dir, metrics, trainer)
@@ -125,7 +131,9 @@ def print_summary(output_dir: Path, metrics: dict[str, float], trainer: L.Traine
     print("\nFinal metrics:\n" + "\n".join(lines), flush=True)
     print(f"Run folder: {output_dir.resolve()}", flush=True)
     if any(isinstance(lg, TensorBoardLogger) for lg in trainer.loggers):
-        print(f"TensorBoard: tensorboard --logdir {output_dir.resolve()} --host 127.0.0.1", flush=True)
+        print(
+            f"TensorBoard: tensorboard --logdir {output_dir.resolve()} --host 127.0.0.1", flush=True
+        )
 
 
 def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
@@ -133,7 +141,10 @@ def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
     name = cfg.get("optimized_metric")
     if not name:
         return None
-    require(name in metrics, f"optimized_metric={name} was not computed; choose one of {sorted(metrics)}")
+    require(
+        name in metrics,
+        f"optimized_metric={name} was not computed; choose one of {sorted(metrics)}",
+    )
     return metrics[name]
 
 
@@ -142,7 +153,10 @@ def main(cfg: DictConfig) -> float | None:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         return optimized_value(cfg, train(cfg))
-    except GenlabError as error:
+    except Exception as exc:
+        error = user_error(exc)
+        if error is None:
+            raise
         message = str(error).splitlines()[0]
         if not multirun:
             print(f"genlab-train: error: {message}", file=sys.stderr, flush=True)

@@ -16,7 +16,9 @@ class SampleQuality(L.Callback):
     Every rank computes the same numbers from the same seed; only rank 0 logs them.
     """
 
-    def __init__(self, num_samples: int = 2500, every_n_epochs: int = 1, k: int = 5, seed: int = 4321) -> None:
+    def __init__(
+        self, num_samples: int = 2500, every_n_epochs: int = 1, k: int = 5, seed: int = 4321
+    ) -> None:
         self.num_samples = num_samples
         self.every_n_epochs = every_n_epochs
         self.k = k
@@ -29,7 +31,9 @@ class SampleQuality(L.Callback):
         metrics = self.evaluate(trainer.datamodule, pl_module)
         pl_module.log_dict({f"eval/{k}": v for k, v in metrics.items()}, rank_zero_only=True)
 
-    def evaluate(self, datamodule: L.LightningDataModule, pl_module: L.LightningModule) -> dict[str, float]:
+    def evaluate(
+        self, datamodule: L.LightningDataModule, pl_module: L.LightningModule
+    ) -> dict[str, float]:
         generator = torch.Generator().manual_seed(self.seed)
         real, _ = datamodule.eval_set()
         fake = pl_module.sample(self.num_samples, None, generator=generator).cpu()

@@ -25,7 +25,9 @@ class SamplePlots(L.Callback):
     `dirpath/<kind>_epoch_XXX.png`; the last one also to `dirpath/<kind>_last.png`.
     """
 
-    def __init__(self, dirpath: str, num_samples: int = 1000, every_n_epochs: int = 1, seed: int = 1234) -> None:
+    def __init__(
+        self, dirpath: str, num_samples: int = 1000, every_n_epochs: int = 1, seed: int = 1234
+    ) -> None:
         self.dirpath = Path(dirpath)
         self.num_samples = num_samples
         self.every_n_epochs = every_n_epochs
@@ -48,8 +50,11 @@ class SamplePlots(L.Callback):
         datamodule = trainer.datamodule
         real, _ = datamodule.eval_set()
         image = scatter_figure(
-            fake, real[: self.num_samples], getattr(datamodule, "centers", None),
-            labels=labels, title=f"epoch {epoch}",
+            fake,
+            real[: self.num_samples],
+            getattr(datamodule, "centers", None),
+            labels=labels,
+            title=f"epoch {epoch}",
         )
         log_image(trainer, "samples/scatter", image, step=epoch)
         save_png(image, self.dirpath / f"scatter_epoch_{epoch:03d}.png")

@@ -6,7 +6,9 @@ import torch
 from torch import Tensor
 
 
-def mode_coverage(samples: Tensor, centers: Tensor, std: float, threshold: float = 3.0) -> dict[str, float]:
+def mode_coverage(
+    samples: Tensor, centers: Tensor, std: float, threshold: float = 3.0
+) -> dict[str, float]:
     """Score generated points against the known mixture centres.
 
     A sample is high-quality when it lies within `threshold` standard deviations of its

@@ -9,12 +9,14 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from genlab.errors import require
 from genlab.losses import AdversarialLoss, gradient_penalty
 from genlab.models.base import GenerativeModule
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+SchedulerFactory = Callable[[Optimizer], LRScheduler]
 
 
 class GAN(GenerativeModule):
@@ -45,6 +47,7 @@ class GAN(GenerativeModule):
         weight_clip: float | None = None,
         grad_clip_g: float | None = None,
         grad_clip_d: float | None = None,
+        lr_scheduler: SchedulerFactory | None = None,
     ) -> None:
         super().__init__()
         lr_g = lr if lr_g is None else lr_g
@@ -60,7 +63,15 @@ class GAN(GenerativeModule):
             f"model.weight_clip must be > 0 or null (got {weight_clip})",
         )
         self.save_hyperparameters(
-            ignore=["generator", "discriminator", "loss", "optimizer_g", "optimizer_d"], logger=False
+            ignore=[
+                "generator",
+                "discriminator",
+                "loss",
+                "optimizer_g",
+                "optimizer_d",
+                "lr_scheduler",
+            ],
+            logger=False,
         )
         self.automatic_optimization = False
         self.generator = generator
@@ -75,13 +86,22 @@ class GAN(GenerativeModule):
         self.weight_clip = weight_clip
         self.grad_clip_g = grad_clip_g
         self.grad_clip_d = grad_clip_d
+        self.lr_scheduler = lr_scheduler
         self.last_generator_stats: dict[str, Tensor] = {}
 
-    def configure_optimizers(self) -> list[Optimizer]:
-        return [
+    def configure_optimizers(self):
+        optimizers = [
             self.optimizer_g(self.generator.parameters()),
             self.optimizer_d(self.discriminator.parameters()),
         ]
+        if self.lr_scheduler is None:
+            return optimizers
+        return optimizers, [self.lr_scheduler(optimizer) for optimizer in optimizers]
+
+    def on_train_epoch_end(self) -> None:
+        # Under manual optimization Lightning leaves the schedulers to us: one step per epoch.
+        for scheduler in self.lr_schedulers() or []:
+            scheduler.step()
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         return self.generator(z, labels)
@@ -121,7 +141,9 @@ class GAN(GenerativeModule):
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             if self.grad_clip_d:
-                self.clip_gradients(opt_d, gradient_clip_val=self.grad_clip_d, gradient_clip_algorithm="norm")
+                self.clip_gradients(
+                    opt_d, gradient_clip_val=self.grad_clip_d, gradient_clip_algorithm="norm"
+                )
             opt_d.step()
             if self.weight_clip:
                 # WGAN's crude Lipschitz constraint: clamp every critic weight to [-c, c].
@@ -139,7 +161,9 @@ class GAN(GenerativeModule):
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             if self.grad_clip_g:
-                self.clip_gradients(opt_g, gradient_clip_val=self.grad_clip_g, gradient_clip_algorithm="norm")
+                self.clip_gradients(
+                    opt_g, gradient_clip_val=self.grad_clip_g, gradient_clip_algorithm="norm"
+                )
             opt_g.step()
         return {"loss/g": loss.detach()}
 

@@ -34,7 +34,9 @@ def with_one_hot(x: Tensor, labels: Tensor | None, num_classes: int) -> Tensor:
     """Concatenate the one-hot labels to `x` for conditional nets; pass `x` through otherwise."""
     if num_classes == 0:
         return x
-    require(labels is not None, "this net is class-conditional: pass labels (model.num_classes > 0)")
+    require(
+        labels is not None, "this net is class-conditional: pass labels (model.num_classes > 0)"
+    )
     return torch.cat([x, F.one_hot(labels, num_classes).to(x.dtype)], dim=1)
 
 

@@ -1,0 +1,187 @@
+"""The console scripts as a user runs them: DDP, multirun, sampling, one-line errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import SHORT, cli
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.rglob("metrics.json"))
+
+
+def test_ddp_cpu_two_processes_one_folder_identical_weights(tmp_path):
+    dump = tmp_path / "weights"
+    result = cli(
+        "genlab-train",
+        "hardware=ddp_cpu",
+        "data=ring",
+        *SHORT,
+        f"paths.log_dir={tmp_path / 'outputs'}",
+        "+callbacks.dump._target_=helpers.DumpGeneratorWeights",
+        f"+callbacks.dump.dirpath={dump}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = run_dirs(tmp_path / "outputs")
+    assert len(runs) == 1, runs  # one run folder, not one per process
+    metrics = json.loads((runs[0] / "metrics.json").read_text())
+    assert metrics["metrics"]["ddp/replicas_in_sync"] == 1.0
+    rank0, rank1 = (torch.load(dump / f"rank{r}.pt") for r in (0, 1))
+    assert rank0.keys() == rank1.keys()
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    # only rank 0 wrote TensorBoard events, into a single file
+    assert len(list((runs[0] / "tensorboard").glob("events.out.tfevents.*"))) == 1
+
+
+def test_multirun_writes_one_folder_per_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = cli(
+        "genlab-train",
+        "-m",
+        "model.lr=1e-4,1e-3",
+        "debug=fdr",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+    for job, lr in (("0", "0.0001"), ("1", "0.001")):
+        assert json.loads((sweep / job / "metrics.json").read_text())["status"] == "completed"
+        assert f"model.lr={lr}" in (sweep / job / ".hydra" / "overrides.yaml").read_text().replace(
+            "1e-4", "0.0001"
+        ).replace("1e-3", "0.001")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A short conditional run on the ring, for the sampling and checkpoint tests."""
+    root = tmp_path_factory.mktemp("trained")
+    result = cli(
+        "genlab-train",
+        "data=ring",
+        "model.num_classes=${data.num_classes}",
+        *SHORT,
+        "logger=none",
+        f"hydra.run.dir={root / 'run'}",
+        cwd=root,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1].startswith("Run folder:")  # no logger: no TensorBoard line
+    return root / "run"
+
+
+def test_sample_writes_points_and_labels(trained, tmp_path):
+    out = tmp_path / "samples"
+    result = cli(
+        "genlab-sample",
+        f"ckpt={trained / 'checkpoints' / 'last.ckpt'}",
+        "n=100",
+        f"out={out}",
+        "labels=3",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    saved = torch.load(out / "samples.pt")
+    assert saved["samples"].shape == (100, 2) and saved["samples"].dtype == torch.float32
+    assert saved["labels"].tolist() == [3] * 100
+    assert (out / "samples.png").stat().st_size > 5_000
+
+    result = cli(
+        "genlab-sample",
+        f"ckpt={trained / 'checkpoints' / 'last.ckpt'}",
+        "n=16",
+        f"out={out}",
+        cwd=tmp_path,
+    )
+    assert torch.load(out / "samples.pt")["labels"].tolist() == [i % 8 for i in range(16)]
+
+
+def test_sample_unconditional_has_no_labels(tmp_path):
+    result = cli(
+        "genlab-train", *SHORT, "logger=none", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = tmp_path / "s"
+    result = cli(
+        "genlab-sample",
+        f"ckpt={tmp_path / 'run/checkpoints/last.ckpt'}",
+        "n=10",
+        f"out={out}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert torch.load(out / "samples.pt")["labels"] is None
+
+
+def one_line_error(result) -> str:
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    return lines[-1] if len(lines) == 1 else "\n".join(lines)
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["model.lr=0"], "model.lr must be > 0"),
+        (["model.lr=1e-3", "model.lr_d=-1"], "model.lr_d must be > 0"),
+        (["data.batch_size=0"], "data.batch_size must be >= 1"),
+        (["model.critic_steps=0"], "model.critic_steps must be >= 1"),
+        (["model.latent_dim=0"], "model.latent_dim must be >= 1"),
+        (["data.dim=3"], "data.dim=2"),
+        (["data=grid", "data.num_classes=24"], "data.num_classes=25"),
+        (["hardware=gpu"], "use hardware=cpu"),
+        (["ckpt_path=/nowhere/last.ckpt"], "checkpoint not found"),
+    ],
+)
+def test_bad_input_gives_one_line(overrides, expected, tmp_path):
+    result = cli("genlab-train", *overrides, f"paths.log_dir={tmp_path}", cwd=tmp_path)
+    if overrides == ["hardware=gpu"] and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    message = one_line_error(result)
+    assert result.returncode == 2
+    assert message.startswith("genlab-train: error:") and expected in message, message
+
+
+def test_unknown_model_lists_the_choices(tmp_path):
+    result = cli("genlab-train", "model=gann", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Could not find 'model/gann'" in result.stderr
+    assert "wgan_gp" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_corrupt_and_foreign_checkpoints(trained, tmp_path):
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes((trained / "checkpoints" / "last.ckpt").read_bytes()[:1000])
+    message = one_line_error(cli("genlab-sample", f"ckpt={truncated}", cwd=tmp_path))
+    assert "cannot read checkpoint" in message
+
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    assert "not a genlab checkpoint" in one_line_error(
+        cli("genlab-sample", f"ckpt={foreign}", cwd=tmp_path)
+    )
+
+    # resuming with another model: the ring run is conditional with 8 classes, this one is not
+    result = cli(
+        "genlab-train",
+        f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}",
+        f"paths.log_dir={tmp_path}",
+        cwd=tmp_path,
+    )
+    message = one_line_error(result)
+    assert "different model" in message and "data=ring" in message, message
+
+
+def test_sample_rejects_labels_for_unconditional_and_bad_n(trained, tmp_path):
+    result = cli(
+        "genlab-sample", f"ckpt={trained / 'checkpoints' / 'last.ckpt'}", "n=0", cwd=tmp_path
+    )
+    assert "n must be a whole number >= 1" in one_line_error(result)
+    result = cli("genlab-sample", "ckpt=x", "nn=3", cwd=tmp_path)
+    assert "unknown option nn" in one_line_error(result)
