@@ -185,3 +185,23 @@ def test_sample_rejects_labels_for_unconditional_and_bad_n(trained, tmp_path):
     assert "n must be a whole number >= 1" in one_line_error(result)
     result = cli("genlab-sample", "ckpt=x", "nn=3", cwd=tmp_path)
     assert "unknown option nn" in one_line_error(result)
+
+
+def test_multirun_with_ddp_spawns_ranks_instead_of_new_sweeps(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = cli(
+        "genlab-train",
+        "-m",
+        "hardware=ddp_cpu",
+        "model.lr=1e-4,1e-3",
+        "trainer.limit_train_batches=4",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+    for job in ("0", "1"):
+        metrics = json.loads((sweep / job / "metrics.json").read_text())["metrics"]
+        assert metrics["ddp/replicas_in_sync"] == 1.0

@@ -86,5 +86,5 @@ def test_resume_continues_the_epoch_count(run_train):
     )
     resumed = json.loads((second / "metrics.json").read_text())
     assert resumed["epochs"] == 3
-    # two optimizer steps per batch (D and G): 3 epochs x 8 batches x 2
+    # two optimizer steps per batch (D then G): 3 epochs x 8 batches x 2
     assert resumed["global_step"] == 48

@@ -19,8 +19,9 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genlab.callbacks.distributed import ReplicaConsistency
 from genlab.callbacks.run_record import LogHyperparams, StoreRunConfig, final_metrics
@@ -36,6 +37,29 @@ def check_hardware(cfg: DictConfig) -> None:
         raise ConfigError(
             "no CUDA GPU is visible on this machine; use hardware=cpu (or hardware=ddp_cpu)"
         )
+
+
+def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
+    trainer_cfg = cfg.trainer
+    strategy = trainer_cfg.get("strategy")
+    if (
+        in_multirun()
+        and isinstance(strategy, DictConfig)
+        and strategy.get("_target_", "").endswith("DDPStrategy")
+    ):
+        # Lightning's default DDP launcher re-runs the command line in each process; inside a
+        # Hydra multirun that would start a new sweep per rank. Spawn the ranks instead.
+        trainer_cfg = trainer_cfg.copy()
+        with open_dict(trainer_cfg):
+            trainer_cfg.strategy.start_method = "spawn"
+    if not trainer_cfg.get("enable_progress_bar", True):
+        # trainer.enable_progress_bar=false wins over the progress bar of callbacks/
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False)
+
+
+def in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -106,7 +130,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         LogHyperparams(hparams(cfg)),
     ]
     loggers = instantiate_group(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = build_trainer(cfg, callbacks, loggers)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = final_metrics(trainer)
@@ -150,7 +174,6 @@ def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         return optimized_value(cfg, train(cfg))
     except Exception as exc:
@@ -158,7 +181,7 @@ def main(cfg: DictConfig) -> float | None:
         if error is None:
             raise
         message = str(error).splitlines()[0]
-        if not multirun:
+        if not in_multirun():
             print(f"genlab-train: error: {message}", file=sys.stderr, flush=True)
             sys.exit(2)
         # In a sweep, one bad job is recorded and the others go on.

@@ -22,10 +22,9 @@ SchedulerFactory = Callable[[Optimizer], LRScheduler]
 class GAN(GenerativeModule):
     """Alternating updates under manual optimization.
 
-    Each batch trains D; every `critic_steps`-th batch also trains G. With
-    `critic_steps=5` the critic sees five fresh real batches per generator update, as in
-    WGAN and WGAN-GP. Schedules are based on `batch_idx`, because `global_step` counts
-    optimizer steps (D's and G's).
+    Each batch makes `critic_steps` updates of D (fresh noise each time) and then one
+    update of G, so an epoch has as many G updates as batches whatever the loss. Mind that
+    `global_step` counts optimizer steps: `critic_steps + 1` per batch.
     """
 
     def __init__(
@@ -87,7 +86,6 @@ class GAN(GenerativeModule):
         self.grad_clip_g = grad_clip_g
         self.grad_clip_d = grad_clip_d
         self.lr_scheduler = lr_scheduler
-        self.last_generator_stats: dict[str, Tensor] = {}
 
     def configure_optimizers(self):
         optimizers = [
@@ -111,16 +109,15 @@ class GAN(GenerativeModule):
         labels = labels if self.conditional else None
         opt_g, opt_d = self.optimizers()
 
-        # 1. Train D to tell real samples from G(z), with G held fixed.
-        stats = self.discriminator_step(real, labels, opt_d)
+        # 1. Train D to tell real samples from G(z), with G held fixed (critic_steps times).
+        for _ in range(self.critic_steps):
+            d_stats = self.discriminator_step(real, labels, opt_d)
 
         # 2. Train G so that D scores G(z) as real, with D held fixed.
-        if (batch_idx + 1) % self.critic_steps == 0:
-            self.last_generator_stats = self.generator_step(real.shape[0], labels, opt_g)
+        g_stats = self.generator_step(real.shape[0], labels, opt_g)
 
         if self.logging_this_step():
-            # With several critic steps G is not trained on every batch: log its latest figures.
-            self.log_dict(stats | self.last_generator_stats, on_step=True, on_epoch=False)
+            self.log_dict(d_stats | g_stats, on_step=True, on_epoch=False)
 
     def discriminator_step(self, real: Tensor, labels: Tensor | None, opt_d) -> dict[str, Tensor]:
         with self.toggled_optimizer(opt_d):
