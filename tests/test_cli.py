@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from conftest import SHORT, cli
 
@@ -37,23 +38,21 @@ def test_ddp_cpu_two_processes_one_folder_identical_weights(tmp_path):
     assert len(list((runs[0] / "tensorboard").glob("events.out.tfevents.*"))) == 1
 
 
-def test_multirun_writes_one_folder_per_job(tmp_path):
-    sweep = tmp_path / "sweep"
-    result = cli(
-        "genlab-train",
-        "-m",
-        "model.lr=1e-4,1e-3",
-        "debug=fdr",
-        f"hydra.sweep.dir={sweep}",
-        cwd=tmp_path,
-    )
+def sweep(tmp_path, *overrides: str) -> Path:
+    """Run `genlab-train -m OVERRIDES` into tmp_path/sweep; check it made jobs 0 and 1."""
+    folder = tmp_path / "sweep"
+    result = cli("genlab-train", "-m", *overrides, f"hydra.sweep.dir={folder}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
-    for job, lr in (("0", "0.0001"), ("1", "0.001")):
-        assert json.loads((sweep / job / "metrics.json").read_text())["status"] == "completed"
-        assert f"model.lr={lr}" in (sweep / job / ".hydra" / "overrides.yaml").read_text().replace(
-            "1e-4", "0.0001"
-        ).replace("1e-3", "0.001")
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["0", "1"]
+    return folder
+
+
+def test_multirun_writes_one_folder_per_job(tmp_path):
+    folder = sweep(tmp_path, "model.lr=1e-4,1e-3", "debug=fdr")
+    for job, lr in (("0", 1e-4), ("1", 1e-3)):
+        assert json.loads((folder / job / "metrics.json").read_text())["status"] == "completed"
+        config = yaml.safe_load((folder / job / ".hydra" / "config.yaml").read_text())
+        assert float(config["model"]["lr"]) == lr
 
 
 @pytest.fixture(scope="module")
@@ -188,20 +187,14 @@ def test_sample_rejects_labels_for_unconditional_and_bad_n(trained, tmp_path):
 
 
 def test_multirun_with_ddp_spawns_ranks_instead_of_new_sweeps(tmp_path):
-    sweep = tmp_path / "sweep"
-    result = cli(
-        "genlab-train",
-        "-m",
+    folder = sweep(
+        tmp_path,
         "hardware=ddp_cpu",
         "model.lr=1e-4,1e-3",
         "trainer.limit_train_batches=4",
         "trainer.max_epochs=1",
         "trainer.enable_progress_bar=false",
-        f"hydra.sweep.dir={sweep}",
-        cwd=tmp_path,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
     for job in ("0", "1"):
-        metrics = json.loads((sweep / job / "metrics.json").read_text())["metrics"]
+        metrics = json.loads((folder / job / "metrics.json").read_text())["metrics"]
         assert metrics["ddp/replicas_in_sync"] == 1.0

@@ -135,13 +135,7 @@ class GAN(GenerativeModule):
                 penalty = gradient_penalty(self.discriminator, real, fake, labels)
                 loss = loss + self.gp_weight * penalty
                 stats["loss/gp"] = penalty.detach()
-            opt_d.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            if self.grad_clip_d:
-                self.clip_gradients(
-                    opt_d, gradient_clip_val=self.grad_clip_d, gradient_clip_algorithm="norm"
-                )
-            opt_d.step()
+            self.optimize(loss, opt_d, self.grad_clip_d)
             if self.weight_clip:
                 # WGAN's crude Lipschitz constraint: clamp every critic weight to [-c, c].
                 with torch.no_grad():
@@ -155,14 +149,18 @@ class GAN(GenerativeModule):
         with self.toggled_optimizer(opt_g):
             fake = self.generator(self.noise((n, self.latent_dim)), labels)
             loss = self.loss.generator(self.discriminator(fake, labels))
-            opt_g.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            if self.grad_clip_g:
-                self.clip_gradients(
-                    opt_g, gradient_clip_val=self.grad_clip_g, gradient_clip_algorithm="norm"
-                )
-            opt_g.step()
+            self.optimize(loss, opt_g, self.grad_clip_g)
         return {"loss/g": loss.detach()}
+
+    def optimize(self, loss: Tensor, optimizer, grad_clip: float | None) -> None:
+        """One update: backward, gradient-norm clipping inside the step when set, step."""
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if grad_clip:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=grad_clip, gradient_clip_algorithm="norm"
+            )
+        optimizer.step()
 
     @torch.no_grad()
     def sample(

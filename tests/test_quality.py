@@ -1,0 +1,43 @@
+"""The quality targets, as a user runs them. Minutes each: `make test-slow`."""
+
+import json
+import time
+
+import pytest
+
+from conftest import cli
+
+pytestmark = pytest.mark.slow
+
+
+def train(tmp_path, *overrides: str) -> tuple[dict, float]:
+    started = time.time()
+    result = cli(
+        "genlab-train",
+        *overrides,
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={tmp_path}",
+        cwd=tmp_path,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((tmp_path / "metrics.json").read_text())["metrics"], time.time() - started
+
+
+def test_wgan_gp_covers_the_ring_with_defaults(tmp_path):
+    metrics, seconds = train(tmp_path, "model=wgan_gp", "data=ring")
+    assert metrics["eval/modes"] == 8
+    assert metrics["eval/hq"] >= 0.9
+    assert seconds < 180 * 1.5  # the 3-minute target, with slack for a loaded machine
+
+
+def test_wgan_gp_covers_the_grid(tmp_path):
+    metrics, _ = train(tmp_path, "experiment=wgan_gp_grid")
+    assert metrics["eval/modes"] >= 23
+
+
+def test_gan_learns_both_moons(tmp_path):
+    metrics, _ = train(tmp_path, "model=gan", "data=moons")
+    # both moons: generated points are near real ones and the real set is covered
+    assert metrics["eval/precision"] > 0.8 and metrics["eval/recall"] > 0.8
+    assert (tmp_path / "samples" / "scatter_last.png").is_file()
