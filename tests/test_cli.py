@@ -132,7 +132,7 @@ def one_line_error(result) -> str:
         (["data.batch_size=0"], "data.batch_size must be >= 1"),
         (["model.critic_steps=0"], "model.critic_steps must be >= 1"),
         (["model.latent_dim=0"], "model.latent_dim must be >= 1"),
-        (["data.dim=3"], "data.dim=2"),
+        (["data.shape=[3]"], "data.shape=[2]"),
         (["data=grid", "data.num_classes=24"], "data.num_classes=25"),
         (["hardware=gpu"], "use hardware=cpu"),
         (["ckpt_path=/nowhere/last.ckpt"], "checkpoint not found"),

@@ -52,7 +52,7 @@ def test_model_and_data_instantiate(model, data, tmp_path):
     module = instantiate(cfg.model)
     datamodule = instantiate(cfg.data)
     samples = module.sample(7)
-    assert samples.shape == (7, datamodule.dim)
+    assert samples.shape == (7, *datamodule.shape)
 
 
 def test_lr_g_and_lr_d_follow_lr_unless_overridden(tmp_path):

@@ -1,0 +1,1 @@
+"""LightningDataModules. Every batch is a tuple `(x, labels)`."""

@@ -1,0 +1,58 @@
+"""The in-memory datamodule every genlab dataset builds on."""
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from genlab.data.loaders import InMemoryBatchLoader
+from genlab.errors import require
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """Loads (or generates) the whole set once as tensors and serves it from memory.
+
+    Subclasses implement `load() -> (train, val)`, each a tuple `(x, labels)`. `x` holds
+    points [N, D] or images [N, C, H, W] in [-1, 1]; `labels` holds class indices (all -1
+    when the data has none). `shape` is the shape of one sample and `num_classes` the number
+    of classes (0: unlabelled); the model configs read both by interpolation.
+    """
+
+    def __init__(
+        self, shape: tuple[int, ...], num_classes: int, batch_size: int, seed: int = 0
+    ) -> None:
+        super().__init__()
+        require(batch_size >= 1, f"data.batch_size must be >= 1 (got {batch_size})")
+        self.shape = tuple(shape)
+        self.num_classes = num_classes
+        self.batch_size = batch_size
+        self.seed = seed
+        self.train_set: tuple[Tensor, Tensor] | None = None
+        self.val_set: tuple[Tensor, Tensor] | None = None
+
+    @property
+    def labelled(self) -> bool:
+        return self.num_classes > 0
+
+    def load(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set, self.val_set = self.load()
+
+    def train_dataloader(self) -> InMemoryBatchLoader:
+        self.setup()
+        trainer = self.trainer
+        device = trainer.strategy.root_device if trainer else torch.device("cpu")
+        return InMemoryBatchLoader(
+            tuple(t.to(device) for t in self.train_set),
+            batch_size=self.batch_size,
+            seed=self.seed,
+            rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
+        )
+
+    def eval_set(self) -> tuple[Tensor, Tensor]:
+        """Held-out real samples and labels, for the quality metrics."""
+        self.setup()
+        return self.val_set

