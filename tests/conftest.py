@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -13,6 +14,10 @@ from omegaconf import DictConfig, open_dict
 
 BIN = Path(sys.executable).parent
 TESTS = Path(__file__).parent
+
+# One data folder for the whole session (in-process runs and subprocesses alike), so that
+# the digit classifier behind the image metrics is trained once per dataset, not per test.
+os.environ.setdefault("GENLAB_DATA", tempfile.mkdtemp(prefix="genlab-data-"))
 
 
 def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:

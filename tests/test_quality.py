@@ -40,4 +40,4 @@ def test_gan_learns_both_moons(tmp_path):
     metrics, _ = train(tmp_path, "model=gan", "data=moons")
     # both moons: generated points are near real ones and the real set is covered
     assert metrics["eval/precision"] > 0.8 and metrics["eval/recall"] > 0.8
-    assert (tmp_path / "samples" / "scatter_last.png").is_file()
+    assert (tmp_path / "samples" / "last.png").is_file()

@@ -56,7 +56,7 @@ def test_short_run_writes_scalars_images_hparams_and_metrics(run_train):
     assert written["status"] == "completed" and written["epochs"] == 2
     assert {"eval/modes", "eval/hq", "eval/reverse_kl"} <= set(written["metrics"])
     assert written["metrics"]["eval/modes"] == metrics["eval/modes"]
-    assert (output_dir / "samples" / "scatter_last.png").stat().st_size > 10_000
+    assert (output_dir / "samples" / "last.png").stat().st_size > 10_000
     assert (output_dir / "checkpoints" / "last.ckpt").is_file()
 
 

@@ -34,3 +34,13 @@ def user_error(error: BaseException) -> GenlabError | None:
             return error
         error = error.__cause__ or error.__context__
     return None
+
+
+def check_num_classes(num_classes: int | None) -> None:
+    """A class count of None means the data config does not know its classes."""
+    require(
+        num_classes is not None,
+        "model.num_classes is null because the data has no known classes; set data.num_classes "
+        "or use an unconditional model (e.g. model=dcgan)",
+    )
+    require(num_classes >= 0, f"model.num_classes must be >= 0 (got {num_classes})")

@@ -12,6 +12,9 @@ from torch import Tensor, nn
 class AdversarialLoss:
     """The objectives of D and G, given D's raw scores on real and generated samples."""
 
+    # D calls a sample real when its score exceeds this; None where scores are not decisions
+    decision_threshold: float | None = 0.0
+
     def discriminator(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
         raise NotImplementedError
 
@@ -44,6 +47,8 @@ class NonSaturatingLoss(AdversarialLoss):
 class LeastSquaresLoss(AdversarialLoss):
     """LSGAN (Mao et al. 2017) with targets a=0 for fake, b=1 for real, c=1 for G."""
 
+    decision_threshold = 0.5
+
     def discriminator(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
         return 0.5 * ((real_scores - 1).pow(2).mean() + fake_scores.pow(2).mean())
 
@@ -53,6 +58,8 @@ class LeastSquaresLoss(AdversarialLoss):
 
 class WassersteinLoss(AdversarialLoss):
     """The critic maximises E[D(real)] - E[D(fake)]; Lipschitz-ness comes from clipping or GP."""
+
+    decision_threshold = None
 
     def discriminator(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
         return fake_scores.mean() - real_scores.mean()
@@ -79,5 +86,7 @@ def gradient_penalty(
     alpha = torch.rand(alpha_shape, device=real.device, dtype=real.dtype)
     interpolates = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     scores = critic(interpolates, labels)
+    if isinstance(scores, tuple):  # an auxiliary-classifier critic: (score, class logits)
+        scores = scores[0]
     (grads,) = torch.autograd.grad(scores.sum(), interpolates, create_graph=True)
     return (grads.flatten(1).norm(2, dim=1) - 1).pow(2).mean()

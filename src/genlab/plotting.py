@@ -63,3 +63,34 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     plt.imsave(path, image)
     return path
+
+
+def image_grid(images: Tensor, nrow: int) -> np.ndarray:
+    """Images in [-1, 1], N x C x H x W -> one H x W x 3 uint8 grid with `nrow` images a row."""
+    from torchvision.utils import make_grid
+
+    grid = make_grid(
+        images.detach().float().cpu(), nrow=nrow, padding=2, normalize=True, value_range=(-1, 1)
+    )
+    return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def grid_labels(num_classes: int, per_class: int) -> Tensor:
+    """Labels for a grid with one row per class: 0,0,...,0, 1,1,...,1, ..."""
+    import torch
+
+    return torch.arange(num_classes).repeat_interleave(per_class)
+
+
+def picture(
+    samples: Tensor,
+    labels: Tensor | None = None,
+    title: str = "",
+    nrow: int = 8,
+    real: Tensor | None = None,
+    centers: Tensor | None = None,
+) -> np.ndarray:
+    """What a set of samples looks like: a scatter plot for points, a grid for images."""
+    if samples.dim() == 2:
+        return scatter_figure(samples, real, centers, labels=labels, title=title)
+    return image_grid(samples, nrow)

@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from genlab.checkpoints import check_compatible, load_checkpoint
 from genlab.errors import ConfigError, require, user_error
-from genlab.plotting import save_png, scatter_figure
+from genlab.plotting import picture, save_png
 
 DEFAULTS = {"ckpt": None, "n": 1000, "out": "samples", "labels": None, "seed": 0, "device": "cpu"}
 
@@ -67,17 +67,9 @@ def sample(args: dict) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     labels_cpu = None if labels is None else labels.cpu()
     torch.save({"samples": samples, "labels": labels_cpu}, out / "samples.pt")
-    save_png(picture(samples, labels_cpu), out / "samples.png")
+    per_row = model.num_classes if model.conditional and samples.dim() == 4 else 8
+    save_png(picture(samples, labels_cpu, title=f"{n} samples", nrow=per_row), out / "samples.png")
     return out
-
-
-def picture(samples: torch.Tensor, labels: torch.Tensor | None):
-    """A scatter plot for points."""
-    require(
-        samples.dim() == 2 and samples.shape[1] == 2,
-        f"cannot draw samples of shape {list(samples.shape)}",
-    )
-    return scatter_figure(samples, labels=labels, title=f"{len(samples)} samples")
 
 
 def main(argv: list[str] | None = None) -> None:

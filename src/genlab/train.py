@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from genlab.callbacks.distributed import ReplicaConsistency
 from genlab.callbacks.run_record import LogHyperparams, StoreRunConfig, final_metrics
 from genlab.checkpoints import check_compatible, load_checkpoint
-from genlab.errors import ConfigError, require, user_error
+from genlab.errors import ConfigError, DataError, require, user_error
 
 log = logging.getLogger("genlab.train")
 
@@ -37,6 +37,28 @@ def check_hardware(cfg: DictConfig) -> None:
         raise ConfigError(
             "no CUDA GPU is visible on this machine; use hardware=cpu (or hardware=ddp_cpu)"
         )
+
+
+def check_model_fits_data(model: L.LightningModule, datamodule: L.LightningDataModule) -> None:
+    """Fail before training when the model cannot learn this data."""
+    if model.conditional or model.num_classes is None:
+        require(
+            datamodule.labelled,
+            "this model is class-conditional but the data has no labels; use a labelled dataset "
+            "(e.g. data=mnist_mini) or an unconditional model (e.g. model=dcgan)",
+            DataError,
+        )
+        require(
+            model.num_classes == datamodule.num_classes,
+            f"the model expects {model.num_classes} classes but the data has {datamodule.num_classes}; "
+            f"set model.num_classes='${{data.num_classes}}'",
+        )
+    made = tuple(model.sample(2).shape[1:])
+    require(
+        made == tuple(datamodule.shape),
+        f"the model makes samples of shape {list(made)} but the data has {list(datamodule.shape)}; "
+        f"leave the nets' in_shape/out_shape at '${{data.shape}}' or change data.image_size/channels",
+    )
 
 
 def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
@@ -118,6 +140,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "data": OmegaConf.to_container(cfg.data, resolve=True),
         "choices": {k: choices[k] for k in ("model", "data") if k in choices},
     }
+    check_model_fits_data(model, datamodule)
     if cfg.get("ckpt_path"):
         check_compatible(load_checkpoint(cfg.ckpt_path), model, cfg.ckpt_path)
 

@@ -1,28 +1,53 @@
 """Sample-quality metrics each epoch; the last epoch's values are the run's final metrics."""
 
+from pathlib import Path
+
 import lightning as L
 import torch
+from torch import Tensor
 
-from genlab.metrics import frechet_distance, mode_coverage, prdc
+from genlab.metrics import (
+    batched,
+    class_entropy,
+    frechet_distance,
+    load_or_train_classifier,
+    mode_coverage,
+    prdc,
+)
 
 
 class SampleQuality(L.Callback):
     """Compares `num_samples` generated samples with the held-out real set.
 
-    - `eval/fd`, `eval/precision`, `eval/recall`, `eval/density`, `eval/coverage` in the
-      data's feature space (the points themselves for 2-D data);
-    - `eval/modes`, `eval/hq`, `eval/reverse_kl` when the data has known mixture centres.
+    Points: `eval/fd`, `eval/precision`, `eval/recall`, `eval/density`, `eval/coverage` on
+    the coordinates, plus `eval/modes`, `eval/hq`, `eval/reverse_kl` when the data has known
+    mixture centres.
+
+    Labelled images: the same distances in the penultimate features of a digit classifier
+    trained once on the training split and cached in `cache_dir`, plus `eval/fd_floor`
+    (the distance between two halves of the real held-out set, so that `fd` means something),
+    `eval/class_entropy` (of the predicted classes; ln 10 = 2.303 when all digits are equally
+    frequent) and, for conditional models, `eval/cond_acc` (samples classified as the label
+    they were asked for).
 
     Every rank computes the same numbers from the same seed; only rank 0 logs them.
     """
 
     def __init__(
-        self, num_samples: int = 2500, every_n_epochs: int = 1, k: int = 5, seed: int = 4321
+        self,
+        num_samples: int = 2500,
+        every_n_epochs: int = 1,
+        k: int = 5,
+        seed: int = 4321,
+        cache_dir: str = "data/classifiers",
     ) -> None:
         self.num_samples = num_samples
         self.every_n_epochs = every_n_epochs
         self.k = k
         self.seed = seed
+        self.cache_dir = Path(cache_dir)
+        self.classifier = None
+        self.classifier_from_cache: bool | None = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         last_epoch = trainer.current_epoch + 1 >= (trainer.max_epochs or 0) or trainer.fast_dev_run
@@ -35,12 +60,48 @@ class SampleQuality(L.Callback):
         self, datamodule: L.LightningDataModule, pl_module: L.LightningModule
     ) -> dict[str, float]:
         generator = torch.Generator().manual_seed(self.seed)
+        labels = pl_module.resolve_labels(self.num_samples, None)
+        fake = pl_module.sample(self.num_samples, labels, generator=generator).cpu()
         real, _ = datamodule.eval_set()
-        fake = pl_module.sample(self.num_samples, None, generator=generator).cpu()
-        real = real[: self.num_samples].cpu()
-        metrics = {"fd": frechet_distance(real.flatten(1), fake.flatten(1))}
-        metrics |= prdc(real.flatten(1), fake.flatten(1), k=self.k)
+        if len(datamodule.shape) == 1:
+            return self.point_metrics(real.cpu(), fake, datamodule)
+        if datamodule.labelled:
+            return self.image_metrics(
+                real.cpu(), fake, None if labels is None else labels.cpu(), datamodule
+            )
+        return {}
+
+    def point_metrics(self, real: Tensor, fake: Tensor, datamodule) -> dict[str, float]:
+        real = real[: self.num_samples]
+        metrics = {"fd": frechet_distance(real, fake)} | prdc(real, fake, k=self.k)
         centers = getattr(datamodule, "centers", None)
         if centers is not None:
             metrics |= mode_coverage(fake, centers, datamodule.std)
         return metrics
+
+    def image_metrics(
+        self, real: Tensor, fake: Tensor, labels: Tensor | None, datamodule
+    ) -> dict[str, float]:
+        classifier = self.get_classifier(datamodule)
+        real_features = batched(classifier.features, real)
+        fake_features = batched(classifier.features, fake)
+        predicted = batched(classifier, fake).argmax(dim=1)
+        # Equal sample sizes on both sides, so that fd and fd_floor carry the same bias.
+        half = min(len(real) // 2, len(fake))
+        metrics = {
+            "fd": frechet_distance(real_features[:half], fake_features[:half]),
+            "fd_floor": frechet_distance(real_features[:half], real_features[half : 2 * half]),
+            "class_entropy": class_entropy(predicted, datamodule.num_classes),
+        }
+        metrics |= prdc(real_features, fake_features[: len(real)], k=self.k)
+        if labels is not None:
+            metrics["cond_acc"] = float((predicted == labels).float().mean())
+        return metrics
+
+    def get_classifier(self, datamodule):
+        if self.classifier is None:
+            images, labels = datamodule.train_set
+            self.classifier, _, self.classifier_from_cache = load_or_train_classifier(
+                images.cpu(), labels.cpu(), datamodule.num_classes, self.cache_dir
+            )
+        return self.classifier

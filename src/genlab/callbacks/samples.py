@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from genlab.plotting import save_png, scatter_figure
+from genlab.plotting import grid_labels, picture, save_png
 
 
 def log_image(trainer: L.Trainer, tag: str, image: np.ndarray, step: int) -> None:
@@ -18,44 +18,62 @@ def log_image(trainer: L.Trainer, tag: str, image: np.ndarray, step: int) -> Non
 
 
 class SamplePlots(L.Callback):
-    """Draws a fixed-noise batch every `every_n_epochs` epochs and at the end of training.
+    """Draws samples from fixed noise every `every_n_epochs` epochs and at the end of training.
 
-    2-D data: a scatter of real against generated points, with the mixture centres when
-    the data has them. The images go to TensorBoard (step = epoch) and to
-    `dirpath/<kind>_epoch_XXX.png`; the last one also to `dirpath/<kind>_last.png`.
+    Points: a scatter of real against generated points, with the mixture centres when the
+    data has them (TensorBoard tag `samples/scatter`). Images: a grid of `per_row` x
+    `per_row` samples, one row per class for conditional models (tag `samples/grid`). Each
+    goes to TensorBoard (step = epoch) and to `dirpath/epoch_XXX.png`; the latest also to
+    `dirpath/last.png`.
     """
 
     def __init__(
-        self, dirpath: str, num_samples: int = 1000, every_n_epochs: int = 1, seed: int = 1234
+        self,
+        dirpath: str,
+        num_samples: int = 1000,
+        per_row: int = 8,
+        every_n_epochs: int = 1,
+        seed: int = 1234,
     ) -> None:
         self.dirpath = Path(dirpath)
         self.num_samples = num_samples
+        self.per_row = per_row
         self.every_n_epochs = every_n_epochs
         self.seed = seed
+        self.last_drawn: int | None = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
             self.draw(trainer, pl_module, trainer.current_epoch)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.current_epoch % self.every_n_epochs != 0 or trainer.current_epoch == 0:
-            self.draw(trainer, pl_module, max(trainer.current_epoch - 1, 0))
+        last_epoch = max(trainer.current_epoch - 1, 0)
+        if self.last_drawn != last_epoch:
+            self.draw(trainer, pl_module, last_epoch)
 
     def draw(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
+        self.last_drawn = epoch
         if not trainer.is_global_zero:
             return
-        generator = torch.Generator().manual_seed(self.seed)
-        labels = pl_module.resolve_labels(self.num_samples, None)
-        fake = pl_module.sample(self.num_samples, labels, generator=generator)
         datamodule = trainer.datamodule
-        real, _ = datamodule.eval_set()
-        image = scatter_figure(
-            fake,
-            real[: self.num_samples],
-            getattr(datamodule, "centers", None),
-            labels=labels,
-            title=f"epoch {epoch}",
-        )
-        log_image(trainer, "samples/scatter", image, step=epoch)
-        save_png(image, self.dirpath / f"scatter_epoch_{epoch:03d}.png")
-        save_png(image, self.dirpath / "scatter_last.png")
+        generator = torch.Generator().manual_seed(self.seed)
+        if len(datamodule.shape) == 1:
+            labels = pl_module.resolve_labels(self.num_samples, None)
+            fake = pl_module.sample(self.num_samples, labels, generator=generator)
+            real, _ = datamodule.eval_set()
+            image = picture(
+                fake, labels, title=f"epoch {epoch}", real=real[: self.num_samples],
+                centers=getattr(datamodule, "centers", None),
+            )  # fmt: skip
+            tag = "samples/scatter"
+        else:
+            if pl_module.conditional:
+                labels = grid_labels(pl_module.num_classes, self.per_row)
+            else:
+                labels = None
+            n = self.per_row**2 if labels is None else len(labels)
+            image = picture(pl_module.sample(n, labels, generator=generator), nrow=self.per_row)
+            tag = "samples/grid"
+        log_image(trainer, tag, image, step=epoch)
+        save_png(image, self.dirpath / f"epoch_{epoch:03d}.png")
+        save_png(image, self.dirpath / "last.png")

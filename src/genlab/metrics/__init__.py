@@ -1,6 +1,15 @@
 """Sample-quality metrics. Plain torch/numpy/scipy; no Lightning, no Hydra."""
 
+from genlab.metrics.classifier import DigitClassifier, batched, load_or_train_classifier
 from genlab.metrics.coverage import mode_coverage
-from genlab.metrics.distances import frechet_distance, prdc
+from genlab.metrics.distances import class_entropy, frechet_distance, prdc
 
-__all__ = ["frechet_distance", "mode_coverage", "prdc"]
+__all__ = [
+    "DigitClassifier",
+    "batched",
+    "class_entropy",
+    "frechet_distance",
+    "load_or_train_classifier",
+    "mode_coverage",
+    "prdc",
+]

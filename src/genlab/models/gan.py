@@ -7,11 +7,12 @@ with other nets, another loss and another number of critic steps; each is a conf
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from genlab.errors import require
+from genlab.errors import check_num_classes, require
 from genlab.losses import AdversarialLoss, gradient_penalty
 from genlab.models.base import GenerativeModule
 
@@ -47,6 +48,7 @@ class GAN(GenerativeModule):
         grad_clip_g: float | None = None,
         grad_clip_d: float | None = None,
         lr_scheduler: SchedulerFactory | None = None,
+        aux_weight: float = 0.0,
     ) -> None:
         super().__init__()
         lr_g = lr if lr_g is None else lr_g
@@ -56,7 +58,12 @@ class GAN(GenerativeModule):
         require(lr_d > 0, f"model.lr_d must be > 0 (got {lr_d}); try model.lr_d=2e-4")
         require(critic_steps >= 1, f"model.critic_steps must be >= 1 (got {critic_steps})")
         require(latent_dim >= 1, f"model.latent_dim must be >= 1 (got {latent_dim})")
+        check_num_classes(num_classes)
         require(gp_weight >= 0, f"model.gp_weight must be >= 0 (got {gp_weight})")
+        require(
+            aux_weight == 0 or num_classes > 0,
+            "ACGAN's auxiliary classifier needs labels: set model.num_classes=${data.num_classes}",
+        )
         require(
             weight_clip is None or weight_clip > 0,
             f"model.weight_clip must be > 0 or null (got {weight_clip})",
@@ -86,6 +93,7 @@ class GAN(GenerativeModule):
         self.grad_clip_g = grad_clip_g
         self.grad_clip_d = grad_clip_d
         self.lr_scheduler = lr_scheduler
+        self.aux_weight = aux_weight
 
     def configure_optimizers(self):
         optimizers = [
@@ -119,38 +127,62 @@ class GAN(GenerativeModule):
         if self.logging_this_step():
             self.log_dict(d_stats | g_stats, on_step=True, on_epoch=False)
 
+    def critic(self, x: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """D's scores and, for an auxiliary-classifier D (ACGAN), its class logits."""
+        out = self.discriminator(x, labels)
+        return out if isinstance(out, tuple) else (out, None)
+
     def discriminator_step(self, real: Tensor, labels: Tensor | None, opt_d) -> dict[str, Tensor]:
         with self.toggled_optimizer(opt_d):
             with torch.no_grad():
                 fake = self.generator(self.noise((real.shape[0], self.latent_dim)), labels)
-            real_scores = self.discriminator(real, labels)
-            fake_scores = self.discriminator(fake, labels)
+            real_scores, real_logits = self.critic(real, labels)
+            fake_scores, fake_logits = self.critic(fake, labels)
             loss = self.loss.discriminator(real_scores, fake_scores)
-            stats = {
-                "loss/d": loss.detach(),
-                "d/real": self.loss.readout(real_scores.detach()),
-                "d/fake": self.loss.readout(fake_scores.detach()),
-            }
+            stats = self.score_stats(real_scores.detach(), fake_scores.detach())
+            stats["loss/d"] = loss.detach()
             if self.gp_weight > 0:
                 penalty = gradient_penalty(self.discriminator, real, fake, labels)
                 loss = loss + self.gp_weight * penalty
                 stats["loss/gp"] = penalty.detach()
+            if real_logits is not None:
+                # ACGAN: D also names the class of real and generated samples.
+                aux = F.cross_entropy(real_logits, labels) + F.cross_entropy(fake_logits, labels)
+                loss = loss + self.aux_weight * aux
+                stats["loss/aux_d"] = aux.detach()
+                stats["d/aux_acc"] = (real_logits.argmax(1) == labels).float().mean()
             self.optimize(loss, opt_d, self.grad_clip_d)
             if self.weight_clip:
                 # WGAN's crude Lipschitz constraint: clamp every critic weight to [-c, c].
                 with torch.no_grad():
                     for parameter in self.discriminator.parameters():
                         parameter.clamp_(-self.weight_clip, self.weight_clip)
-        if self.weight_clip or self.gp_weight > 0:
-            stats["wasserstein"] = (real_scores.mean() - fake_scores.mean()).detach()
+        return stats
+
+    def score_stats(self, real_scores: Tensor, fake_scores: Tensor) -> dict[str, Tensor]:
+        """D(real), D(fake), D's accuracy where scores are decisions, the Wasserstein estimate
+        where they are critic values."""
+        stats = {"d/real": self.loss.readout(real_scores), "d/fake": self.loss.readout(fake_scores)}
+        threshold = self.loss.decision_threshold
+        if threshold is None:
+            stats["wasserstein"] = real_scores.mean() - fake_scores.mean()
+        else:
+            stats["d/acc_real"] = (real_scores > threshold).float().mean()
+            stats["d/acc_fake"] = (fake_scores <= threshold).float().mean()
         return stats
 
     def generator_step(self, n: int, labels: Tensor | None, opt_g) -> dict[str, Tensor]:
         with self.toggled_optimizer(opt_g):
             fake = self.generator(self.noise((n, self.latent_dim)), labels)
-            loss = self.loss.generator(self.discriminator(fake, labels))
+            fake_scores, fake_logits = self.critic(fake, labels)
+            loss = self.loss.generator(fake_scores)
+            stats = {"loss/g": loss.detach()}
+            if fake_logits is not None:
+                aux = F.cross_entropy(fake_logits, labels)
+                loss = loss + self.aux_weight * aux
+                stats["loss/aux_g"] = aux.detach()
             self.optimize(loss, opt_g, self.grad_clip_g)
-        return {"loss/g": loss.detach()}
+        return stats
 
     def optimize(self, loss: Tensor, optimizer, grad_clip: float | None) -> None:
         """One update: backward, gradient-norm clipping inside the step when set, step."""

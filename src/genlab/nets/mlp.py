@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genlab.errors import require
+from genlab.errors import check_num_classes, require
 
 
 def mlp(
@@ -46,7 +46,7 @@ def _check_sizes(latent_dim: int, hidden_dims: Sequence[int], num_classes: int) 
         all(h >= 1 for h in hidden_dims),
         f"hidden sizes must be >= 1 (got {list(hidden_dims)}); e.g. model.generator.hidden_dims=[128,128]",
     )
-    require(num_classes >= 0, f"model.num_classes must be >= 0 (got {num_classes})")
+    check_num_classes(num_classes)
 
 
 class MLPGenerator(nn.Module):
@@ -79,6 +79,10 @@ class MLPGenerator(nn.Module):
         return self.output_activation(x).view(-1, *self.out_shape)
 
 
+def leaky_relu() -> nn.Module:
+    return nn.LeakyReLU(0.2)
+
+
 class MLPDiscriminator(nn.Module):
     """A sample (and a label) -> one unnormalised score per sample."""
 
@@ -87,7 +91,7 @@ class MLPDiscriminator(nn.Module):
         in_shape: Sequence[int],
         hidden_dims: Sequence[int] = (128, 128, 128),
         num_classes: int = 0,
-        activation: Callable[[], nn.Module] = nn.ReLU,
+        activation: Callable[[], nn.Module] = leaky_relu,
     ) -> None:
         super().__init__()
         in_shape = tuple(in_shape) if isinstance(in_shape, Sequence) else (int(in_shape),)

@@ -1,0 +1,155 @@
+"""DCGAN generator and discriminator (Radford et al. 2016), with class-conditional variants.
+
+G: a linear layer to `width*4` x 4 x 4, then stride-2 transposed convolutions, BatchNorm and
+ReLU on the inner layers, tanh at the output. D mirrors it with stride-2 convolutions and
+LeakyReLU(0.2), normalised inner layers and a linear logit. Sizes halve from the image down
+to 4 x 4 (odd sizes round up), so 28, 32 and 64 pixels all work, for 1 or 3 channels.
+
+Conditioning: G concatenates a label embedding to z; D adds a projection term
+<embed(y), h> to its score (Miyato & Koyama 2018). With `aux_classes`, D also returns class
+logits from the same features (ACGAN).
+"""
+
+from collections.abc import Sequence
+from math import ceil
+
+import torch
+from torch import Tensor, nn
+
+from genlab.errors import check_num_classes, require
+
+NORMS = ("batch", "instance", "layer", "none")
+
+
+def size_chain(image_size: int) -> list[int]:
+    """The feature-map sizes from 4 up to `image_size`: 28 -> [4, 7, 14, 28]."""
+    sizes = [image_size]
+    while sizes[-1] > 4:
+        sizes.append(ceil(sizes[-1] / 2))
+    return sizes[::-1]
+
+
+def check_image_shape(shape: Sequence[int]) -> tuple[int, int]:
+    require(len(shape) == 3, f"conv nets take images C x H x W, got data shape {list(shape)}")
+    channels, height, width = shape
+    require(
+        height == width,
+        f"conv nets take square images, got {height} x {width}; set data.image_size",
+    )
+    require(
+        8 <= height <= 256 and size_chain(height)[0] == 4,
+        f"image_size {height} is not supported by the conv nets (8..256); use data.image_size=28, 32 or 64",
+    )
+    return channels, height
+
+
+def normalization(kind: str, channels: int, size: int) -> nn.Module:
+    require(kind in NORMS, f"norm must be one of {NORMS} (got {kind!r})")
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if kind == "layer":
+        return nn.LayerNorm([channels, size, size])
+    return nn.Identity()
+
+
+def init_dcgan_weights(module: nn.Module) -> None:
+    """N(0, 0.02) for convolutions and linear layers, N(1, 0.02) for norm scales (DCGAN paper)."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(layer.weight, 0.0, 0.02)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        elif (
+            isinstance(layer, (nn.BatchNorm2d, nn.InstanceNorm2d, nn.LayerNorm))
+            and layer.weight is not None
+        ):
+            nn.init.normal_(layer.weight, 1.0, 0.02)
+            nn.init.zeros_(layer.bias)
+
+
+class DCGANGenerator(nn.Module):
+    def __init__(
+        self,
+        latent_dim: int,
+        out_shape: Sequence[int],
+        num_classes: int = 0,
+        width: int = 64,
+        embed_dim: int = 32,
+    ) -> None:
+        super().__init__()
+        require(latent_dim >= 1, f"model.latent_dim must be >= 1 (got {latent_dim})")
+        check_num_classes(num_classes)
+        channels, image_size = check_image_shape(out_shape)
+        self.out_shape = tuple(out_shape)
+        self.num_classes = num_classes
+        self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
+        sizes = size_chain(image_size)
+        widths = [max(width * 4 // 2**i, width // 2) for i in range(len(sizes))]
+        self.project = nn.Sequential(
+            nn.Linear(latent_dim + (embed_dim if num_classes else 0), widths[0] * 16, bias=False),
+            nn.Unflatten(1, (widths[0], 4, 4)),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True),
+        )
+        layers: list[nn.Module] = []
+        for i, (size_in, size_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
+            last = size_out == image_size
+            kernel = 4 if size_out == 2 * size_in else 3  # 4 -> 7 needs a 3x3 kernel
+            out_channels = channels if last else widths[i + 1]
+            layers.append(nn.ConvTranspose2d(widths[i], out_channels, kernel, 2, 1, bias=last))
+            layers += [nn.Tanh()] if last else [nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+        self.upsample = nn.Sequential(*layers)
+        init_dcgan_weights(self)
+
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        if self.embed is not None:
+            require(labels is not None, "this generator is class-conditional: pass labels")
+            z = torch.cat([z, self.embed(labels)], dim=1)
+        return self.upsample(self.project(z))
+
+
+class DCGANDiscriminator(nn.Module):
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        num_classes: int = 0,
+        aux_classes: int = 0,
+        width: int = 64,
+        norm: str = "batch",
+    ) -> None:
+        super().__init__()
+        channels, image_size = check_image_shape(in_shape)
+        check_num_classes(num_classes)
+        require(norm in NORMS, f"model.discriminator.norm must be one of {NORMS} (got {norm!r})")
+        sizes = size_chain(image_size)[::-1]  # image_size ... 4
+        layers: list[nn.Module] = []
+        in_channels = channels
+        for i, (size_in, size_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
+            out_channels = min(width * 2**i, width * 4)
+            kernel = 4 if size_in == 2 * size_out else 3
+            layers.append(
+                nn.Conv2d(in_channels, out_channels, kernel, 2, 1, bias=i == 0 or norm == "none")
+            )
+            if i > 0:  # no normalisation on the first layer (DCGAN)
+                layers.append(normalization(norm, out_channels, size_out))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            in_channels = out_channels
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        feature_dim = in_channels * 16
+        self.score = nn.Linear(feature_dim, 1)
+        self.num_classes = num_classes
+        self.projection = nn.Embedding(num_classes, feature_dim) if num_classes else None
+        self.classifier = nn.Linear(feature_dim, aux_classes) if aux_classes else None
+        init_dcgan_weights(self)
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        h = self.features(x)
+        score = self.score(h).squeeze(1)
+        if self.projection is not None:
+            require(labels is not None, "this discriminator is class-conditional: pass labels")
+            score = score + (self.projection(labels) * h).sum(dim=1)
+        if self.classifier is not None:
+            return score, self.classifier(h)
+        return score

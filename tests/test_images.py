@@ -1,0 +1,219 @@
+"""Image GANs on the embedded digits, torchvision's loading path and image folders."""
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import SHORT, cli
+from genlab.data.images import MnistMiniDataModule
+from genlab.metrics import load_or_train_classifier
+from test_train import read_events
+
+IMAGE_MODELS = ["cgan", "dcgan", "wgan", "wgan_gp", "lsgan", "acgan"]
+
+
+@pytest.mark.parametrize("model", IMAGE_MODELS)
+@pytest.mark.parametrize("data", ["digits", "mnist_mini"])
+def test_fast_dev_run(model, data, run_train):
+    metrics, output_dir = run_train([f"model={model}", f"data={data}", "debug=fdr"])
+    assert np.isfinite(metrics["loss/d"]) and np.isfinite(metrics["loss/g"])
+    assert {"eval/fd", "eval/fd_floor", "eval/class_entropy", "eval/precision"} <= set(metrics)
+    assert ("eval/cond_acc" in metrics) == (model in ("cgan", "acgan"))
+    if model == "acgan":
+        assert "d/aux_acc" in metrics and "loss/aux_g" in metrics
+    if model not in ("wgan", "wgan_gp"):
+        assert "d/acc_real" in metrics and "d/acc_fake" in metrics
+
+
+def test_short_run_shows_grids_and_metrics(run_train):
+    metrics, output_dir = run_train(
+        ["model=acgan", "data=digits", *SHORT, "trainer.log_every_n_steps=2"]
+    )
+    events = read_events(output_dir / "tensorboard")
+    grids = events.Images("samples/grid")
+    assert [g.step for g in grids] == [0, 1]
+    # a conditional grid has one row per class: 10 rows of 32-pixel images with 2-pixel padding
+    assert grids[-1].height == 10 * 34 + 2 and grids[-1].width == 8 * 34 + 2
+    scalars = set(events.Tags()["scalars"])
+    assert {
+        "eval/fd",
+        "eval/fd_floor",
+        "eval/class_entropy",
+        "eval/cond_acc",
+        "d/aux_acc",
+    } <= scalars
+    written = json.loads((output_dir / "metrics.json").read_text())["metrics"]
+    assert written["eval/cond_acc"] == metrics["eval/cond_acc"]
+    assert (output_dir / "samples" / "epoch_001.png").is_file()
+
+
+def test_classifier_is_cached_by_content(tmp_path):
+    data = MnistMiniDataModule()
+    data.setup()
+    images, labels = data.train_set[0][:300], data.train_set[1][:300]
+    _, path, cached = load_or_train_classifier(images, labels, 10, tmp_path, epochs=1)
+    assert not cached and path.is_file()
+    stamp = path.stat().st_mtime_ns
+    _, again, cached = load_or_train_classifier(images, labels, 10, tmp_path, epochs=1)
+    assert cached and again == path and path.stat().st_mtime_ns == stamp
+    _, other, cached = load_or_train_classifier(images[:200], labels[:200], 10, tmp_path, epochs=1)
+    assert not cached and other != path  # other data, another classifier
+
+
+def test_runs_share_the_cached_classifier(run_train):
+    cache = Path(os.environ["GENLAB_DATA"]) / "classifiers"
+    run_train(["model=dcgan", "data=digits", "debug=fdr"], name="first")
+    before = {p: p.stat().st_mtime_ns for p in cache.glob("*.pt")}
+    run_train(["model=dcgan", "data=digits", "debug=fdr"], name="second")
+    assert {p: p.stat().st_mtime_ns for p in cache.glob("*.pt")} == before
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """The IDX format of MNIST: magic (0, 0, dtype 0x08, ndim), big-endian sizes, raw bytes."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(n).to_bytes(4, "big") for n in array.shape
+    )
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def fake_mnist(root: Path, n_train: int = 256, n_test: int = 64) -> Path:
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+    return root
+
+
+def test_torchvision_mnist_from_idx_files(tmp_path, run_train):
+    root = fake_mnist(tmp_path / "data")
+    metrics, _ = run_train(
+        ["model=dcgan", "data=mnist", f"data.root={root}", "data.download=false", "debug=fdr"]
+    )
+    assert "eval/fd" in metrics
+
+
+def test_missing_dataset_offline_says_where_it_looked(tmp_path):
+    result = cli(
+        "genlab-train",
+        "data=mnist",
+        f"data.root={tmp_path / 'nothing'}",
+        "data.download=false",
+        cwd=tmp_path,
+    )
+    message = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert str(tmp_path / "nothing") in message and "data=mnist_mini" in message
+
+
+def image_folder(root: Path, classes: list[str] | None, per_class: int = 12) -> Path:
+    rng = np.random.default_rng(1)
+    for i, name in enumerate(classes or [""]):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for j in range(per_class):
+            pixels = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i}_{j}.png")
+    return root
+
+
+def test_image_folder_with_and_without_classes(tmp_path, run_train):
+    labelled = image_folder(tmp_path / "labelled", ["cat", "dog", "fox"])
+    metrics, _ = run_train(
+        [
+            "model=cgan",
+            "data=image_folder",
+            f"data.root={labelled}",
+            "data.num_classes=3",
+            "data.image_size=32",
+            "data.batch_size=8",
+            "debug=fdr",
+        ],
+        name="labelled",
+    )
+    assert "eval/cond_acc" in metrics
+    flat = image_folder(tmp_path / "flat", None)
+    metrics, output_dir = run_train(
+        [
+            "model=dcgan",
+            "data=image_folder",
+            f"data.root={flat}",
+            "data.image_size=32",
+            "data.batch_size=4",
+            "debug=fdr",
+        ],
+        name="flat",
+    )
+    assert "loss/g" in metrics and (output_dir / "samples" / "last.png").is_file()
+
+
+def one_line(result) -> str:
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_bad_image_inputs(tmp_path):
+    flat = image_folder(tmp_path / "flat", None)
+    message = one_line(
+        cli("genlab-train", "model=cgan", "data=image_folder", f"data.root={flat}", cwd=tmp_path)
+    )
+    assert "no known classes" in message or "no labels" in message
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    message = one_line(
+        cli("genlab-train", "model=dcgan", "data=image_folder", f"data.root={empty}", cwd=tmp_path)
+    )
+    assert "no images found" in message and str(empty) in message
+
+    message = one_line(
+        cli(
+            "genlab-train",
+            "model=dcgan",
+            "data=mnist_mini",
+            "model.generator.out_shape=[1,32,32]",
+            cwd=tmp_path,
+        )
+    )
+    assert "shape [1, 32, 32]" in message and "[1, 28, 28]" in message
+
+    message = one_line(
+        cli("genlab-train", "model=dcgan", "data=mnist_mini", "data.image_size=5", cwd=tmp_path)
+    )
+    assert "image_size 5 is not supported" in message
+
+
+def test_sample_images_from_a_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    result = cli(
+        "genlab-train",
+        "model=cgan",
+        "data=digits",
+        *SHORT,
+        "logger=none",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = tmp_path / "samples"
+    result = cli(
+        "genlab-sample",
+        f"ckpt={run / 'checkpoints/last.ckpt'}",
+        "n=20",
+        "labels=7",
+        f"out={out}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    saved = torch.load(out / "samples.pt")
+    assert saved["samples"].shape == (20, 1, 32, 32)
+    assert saved["samples"].min() >= -1 and saved["samples"].max() <= 1
+    assert saved["labels"].tolist() == [7] * 20
