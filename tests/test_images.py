@@ -1,6 +1,5 @@
 """Image GANs on the embedded digits, torchvision's loading path and image folders."""
 
-import gzip
 import json
 import os
 from pathlib import Path
@@ -9,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_train import read_events
 
-from conftest import SHORT, cli
 from genlab.data.images import MnistMiniDataModule
 from genlab.metrics import load_or_train_classifier
-from test_train import read_events
+
+from conftest import SHORT, cli
 
 IMAGE_MODELS = ["cgan", "dcgan", "wgan", "wgan_gp", "lsgan", "acgan"]
 
