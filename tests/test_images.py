@@ -217,3 +217,37 @@ def test_sample_images_from_a_checkpoint(tmp_path):
     assert saved["samples"].shape == (20, 1, 32, 32)
     assert saved["samples"].min() >= -1 and saved["samples"].max() <= 1
     assert saved["labels"].tolist() == [7] * 20
+
+
+def test_inception_fid_without_weights_says_what_is_missing(tmp_path):
+    result = cli(
+        "genlab-train",
+        "model=dcgan",
+        "data=digits",
+        "debug=fdr",
+        "callbacks.sample_quality.inception_fid=true",
+        cwd=tmp_path,
+        env={"TORCH_HOME": str(tmp_path / "torch")},
+    )
+    message = one_line(result)
+    assert "Inception" in message and (
+        "genlab[fid]" in message or str(tmp_path / "torch") in message
+    )
+
+
+def test_real_digits_score_at_the_floor_and_noise_far_above(tmp_path):
+    """fd of real training digits against held-out ones is close to fd_floor; noise is far off."""
+    from genlab.callbacks.evaluation import SampleQuality
+
+    data = MnistMiniDataModule()
+    data.setup()
+    quality = SampleQuality(cache_dir=str(Path(os.environ["GENLAB_DATA"]) / "classifiers"))
+    real, _ = data.eval_set()
+    pick = torch.randperm(len(data.train_set[0]), generator=torch.Generator().manual_seed(0))[:2500]
+    train_images, train_labels = data.train_set[0][pick], data.train_set[1][pick]
+    as_real = quality.image_metrics(real, train_images, train_labels, data)
+    assert as_real["fd"] < 1.5 * as_real["fd_floor"]
+    assert as_real["cond_acc"] > 0.9 and as_real["class_entropy"] > 0.95 * np.log(10)
+    noise = torch.rand(2500, 1, 28, 28) * 2 - 1
+    as_noise = quality.image_metrics(real, noise, None, data)
+    assert as_noise["fd"] > 10 * as_real["fd_floor"] and as_noise["precision"] < 0.1

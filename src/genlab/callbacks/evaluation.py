@@ -14,6 +14,7 @@ from genlab.metrics import (
     mode_coverage,
     prdc,
 )
+from genlab.metrics.inception import check_inception_fid_available, inception_fid_score
 
 
 class SampleQuality(L.Callback):
@@ -40,14 +41,20 @@ class SampleQuality(L.Callback):
         k: int = 5,
         seed: int = 4321,
         cache_dir: str = "data/classifiers",
+        inception_fid: bool = False,
     ) -> None:
         self.num_samples = num_samples
         self.every_n_epochs = every_n_epochs
         self.k = k
         self.seed = seed
         self.cache_dir = Path(cache_dir)
+        self.inception_fid = inception_fid
         self.classifier = None
         self.classifier_from_cache: bool | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.inception_fid:
+            check_inception_fid_available()  # fail at the start, not after an hour of training
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         last_epoch = trainer.current_epoch + 1 >= (trainer.max_epochs or 0) or trainer.fast_dev_run
@@ -83,6 +90,8 @@ class SampleQuality(L.Callback):
         self, real: Tensor, fake: Tensor, labels: Tensor | None, datamodule
     ) -> dict[str, float]:
         classifier = self.get_classifier(datamodule)
+        # Held-out sets may be sorted by class: shuffle (with a fixed seed) before halving.
+        real = real[torch.randperm(len(real), generator=torch.Generator().manual_seed(self.seed))]
         real_features = batched(classifier.features, real)
         fake_features = batched(classifier.features, fake)
         predicted = batched(classifier, fake).argmax(dim=1)
@@ -96,6 +105,8 @@ class SampleQuality(L.Callback):
         metrics |= prdc(real_features, fake_features[: len(real)], k=self.k)
         if labels is not None:
             metrics["cond_acc"] = float((predicted == labels).float().mean())
+        if self.inception_fid:
+            metrics["inception_fid"] = inception_fid_score(real, fake)
         return metrics
 
     def get_classifier(self, datamodule):
