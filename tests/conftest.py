@@ -66,3 +66,25 @@ SHORT = [
     "trainer.limit_train_batches=8",
     "trainer.max_epochs=2",
 ]
+
+
+def short_run(folder: Path, *overrides: str) -> Path:
+    """`genlab-train OVERRIDES` for a few batches, no logger, into folder/run; returns the run folder."""
+    run = folder / "run"
+    result = cli(
+        "genlab-train", *overrides, *SHORT, "logger=none", f"hydra.run.dir={run}", cwd=folder
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (
+        result.stdout.strip().splitlines()[-1].startswith("Run folder:")
+    )  # no logger: no TensorBoard line
+    return run
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """The error a console script printed: exit status 2, one line, no traceback."""
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    return lines[0]

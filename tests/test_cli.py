@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import SHORT, cli
+from conftest import SHORT, cli, one_line_error, short_run
 
 
 def run_dirs(root: Path) -> list[Path]:
@@ -58,20 +58,9 @@ def test_multirun_writes_one_folder_per_job(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A short conditional run on the ring, for the sampling and checkpoint tests."""
-    root = tmp_path_factory.mktemp("trained")
-    result = cli(
-        "genlab-train",
-        "data=ring",
-        "model.num_classes=${data.num_classes}",
-        *SHORT,
-        "logger=none",
-        f"hydra.run.dir={root / 'run'}",
-        cwd=root,
+    return short_run(
+        tmp_path_factory.mktemp("trained"), "data=ring", "model.num_classes=${data.num_classes}"
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = result.stdout.strip().splitlines()
-    assert lines[-1].startswith("Run folder:")  # no logger: no TensorBoard line
-    return root / "run"
 
 
 def test_sample_writes_points_and_labels(trained, tmp_path):
@@ -101,27 +90,17 @@ def test_sample_writes_points_and_labels(trained, tmp_path):
 
 
 def test_sample_unconditional_has_no_labels(tmp_path):
-    result = cli(
-        "genlab-train", *SHORT, "logger=none", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    run = short_run(tmp_path)
     out = tmp_path / "s"
     result = cli(
         "genlab-sample",
-        f"ckpt={tmp_path / 'run/checkpoints/last.ckpt'}",
+        f"ckpt={run / 'checkpoints/last.ckpt'}",
         "n=10",
         f"out={out}",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert torch.load(out / "samples.pt")["labels"] is None
-
-
-def one_line_error(result) -> str:
-    assert result.returncode != 0
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert "Traceback" not in result.stderr, result.stderr[-2000:]
-    return lines[-1] if len(lines) == 1 else "\n".join(lines)
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 import genlab
@@ -48,11 +49,23 @@ def test_option_composes(group, option, tmp_path):
 @pytest.mark.parametrize("model", options("model"))
 @pytest.mark.parametrize("data", options("data"))
 def test_model_and_data_instantiate(model, data, tmp_path):
-    cfg = compose_train([f"model={model}", f"data={data}"], tmp_path)
-    module = instantiate(cfg.model)
+    overrides = [f"model={model}", f"data={data}"]
+    if data == "image_folder":
+        folder = tmp_path / "images" / "only_class"
+        folder.mkdir(parents=True)
+        overrides.append(f"data.root={folder.parent}")
+    cfg = compose_train(overrides, tmp_path)
     datamodule = instantiate(cfg.data)
-    samples = module.sample(7)
-    assert samples.shape == (7, *datamodule.shape)
+    if model == "acgan" and len(datamodule.shape) == 1:
+        with pytest.raises(InstantiationException, match="needs image data"):
+            instantiate(cfg.model)
+        return
+    if model in ("cgan", "acgan") and data == "image_folder":  # num_classes: null until set
+        with pytest.raises(InstantiationException, match="no known classes"):
+            instantiate(cfg.model)
+        return
+    module = instantiate(cfg.model)
+    assert module.sample(7).shape == (7, *datamodule.shape)
 
 
 def test_lr_g_and_lr_d_follow_lr_unless_overridden(tmp_path):

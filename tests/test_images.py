@@ -13,7 +13,7 @@ from test_train import read_events
 from genlab.data.images import MnistMiniDataModule
 from genlab.metrics import load_or_train_classifier
 
-from conftest import SHORT, cli
+from conftest import SHORT, cli, one_line_error, short_run
 
 IMAGE_MODELS = ["cgan", "dcgan", "wgan", "wgan_gp", "lsgan", "acgan"]
 
@@ -154,27 +154,21 @@ def test_image_folder_with_and_without_classes(tmp_path, run_train):
     assert "loss/g" in metrics and (output_dir / "samples" / "last.png").is_file()
 
 
-def one_line(result) -> str:
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    return result.stderr.strip().splitlines()[-1]
-
-
 def test_bad_image_inputs(tmp_path):
     flat = image_folder(tmp_path / "flat", None)
-    message = one_line(
+    message = one_line_error(
         cli("genlab-train", "model=cgan", "data=image_folder", f"data.root={flat}", cwd=tmp_path)
     )
     assert "no known classes" in message or "no labels" in message
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    message = one_line(
+    message = one_line_error(
         cli("genlab-train", "model=dcgan", "data=image_folder", f"data.root={empty}", cwd=tmp_path)
     )
     assert "no images found" in message and str(empty) in message
 
-    message = one_line(
+    message = one_line_error(
         cli(
             "genlab-train",
             "model=dcgan",
@@ -185,24 +179,14 @@ def test_bad_image_inputs(tmp_path):
     )
     assert "shape [1, 32, 32]" in message and "[1, 28, 28]" in message
 
-    message = one_line(
+    message = one_line_error(
         cli("genlab-train", "model=dcgan", "data=mnist_mini", "data.image_size=5", cwd=tmp_path)
     )
     assert "image_size 5 is not supported" in message
 
 
 def test_sample_images_from_a_checkpoint(tmp_path):
-    run = tmp_path / "run"
-    result = cli(
-        "genlab-train",
-        "model=cgan",
-        "data=digits",
-        *SHORT,
-        "logger=none",
-        f"hydra.run.dir={run}",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    run = short_run(tmp_path, "model=cgan", "data=digits")
     out = tmp_path / "samples"
     result = cli(
         "genlab-sample",
@@ -229,7 +213,7 @@ def test_inception_fid_without_weights_says_what_is_missing(tmp_path):
         cwd=tmp_path,
         env={"TORCH_HOME": str(tmp_path / "torch")},
     )
-    message = one_line(result)
+    message = one_line_error(result)
     assert "Inception" in message and (
         "genlab[fid]" in message or str(tmp_path / "torch") in message
     )

@@ -140,6 +140,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "data": OmegaConf.to_container(cfg.data, resolve=True),
         "choices": {k: choices[k] for k in ("model", "data") if k in choices},
     }
+    datamodule.setup(
+        "fit"
+    )  # load the data now, so that a missing dataset fails before training starts
     check_model_fits_data(model, datamodule)
     if cfg.get("ckpt_path"):
         check_compatible(load_checkpoint(cfg.ckpt_path), model, cfg.ckpt_path)

@@ -49,12 +49,10 @@ class SampleQuality(L.Callback):
         self.seed = seed
         self.cache_dir = Path(cache_dir)
         self.inception_fid = inception_fid
+        if inception_fid:
+            check_inception_fid_available()  # fail at the start, not after an hour of training
         self.classifier = None
         self.classifier_from_cache: bool | None = None
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self.inception_fid:
-            check_inception_fid_available()  # fail at the start, not after an hour of training
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         last_epoch = trainer.current_epoch + 1 >= (trainer.max_epochs or 0) or trainer.fast_dev_run

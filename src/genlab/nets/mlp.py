@@ -19,12 +19,20 @@ def mlp(
     hidden_dims: Sequence[int],
     out_features: int,
     activation: Callable[[], nn.Module],
+    batch_norm: bool = False,
+    dropout: float = 0.0,
 ) -> nn.Sequential:
-    """Linear layers with `activation` between them and none after the last one."""
+    """Linear layers with `activation` (after optional BatchNorm, before optional dropout)
+    between them and none after the last one."""
     layers: list[nn.Module] = []
     width = in_features
     for hidden in hidden_dims:
-        layers += [nn.Linear(width, hidden), activation()]
+        layers.append(nn.Linear(width, hidden))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(hidden))
+        layers.append(activation())
+        if dropout:
+            layers.append(nn.Dropout(dropout))
         width = hidden
     layers.append(nn.Linear(width, out_features))
     return nn.Sequential(*layers)
@@ -60,6 +68,7 @@ class MLPGenerator(nn.Module):
         num_classes: int = 0,
         activation: Callable[[], nn.Module] = nn.ReLU,
         output_activation: Callable[[], nn.Module] | None = None,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
         out_shape = tuple(out_shape) if isinstance(out_shape, Sequence) else (int(out_shape),)
@@ -71,7 +80,13 @@ class MLPGenerator(nn.Module):
         self.latent_dim = latent_dim
         self.out_shape = out_shape
         self.num_classes = num_classes
-        self.net = mlp(latent_dim + num_classes, hidden_dims, prod(out_shape), activation)
+        self.net = mlp(
+            latent_dim + num_classes,
+            hidden_dims,
+            prod(out_shape),
+            activation,
+            batch_norm=batch_norm,
+        )
         self.output_activation = output_activation() if output_activation else nn.Identity()
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
@@ -92,13 +107,14 @@ class MLPDiscriminator(nn.Module):
         hidden_dims: Sequence[int] = (128, 128, 128),
         num_classes: int = 0,
         activation: Callable[[], nn.Module] = leaky_relu,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         in_shape = tuple(in_shape) if isinstance(in_shape, Sequence) else (int(in_shape),)
         _check_sizes(1, hidden_dims, num_classes)
         self.in_shape = in_shape
         self.num_classes = num_classes
-        self.net = mlp(prod(in_shape) + num_classes, hidden_dims, 1, activation)
+        self.net = mlp(prod(in_shape) + num_classes, hidden_dims, 1, activation, dropout=dropout)
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         return self.net(with_one_hot(x.flatten(1), labels, self.num_classes)).squeeze(1)
