@@ -49,6 +49,7 @@ class GAN(GenerativeModule):
         grad_clip_d: float | None = None,
         lr_scheduler: SchedulerFactory | None = None,
         aux_weight: float = 0.0,
+        aux_weight_fake: float | None = None,
     ) -> None:
         super().__init__()
         lr_g = lr if lr_g is None else lr_g
@@ -94,6 +95,9 @@ class GAN(GenerativeModule):
         self.grad_clip_d = grad_clip_d
         self.lr_scheduler = lr_scheduler
         self.aux_weight = aux_weight
+        # D's classification term on generated samples (ACGAN has it; 0 anchors D's classifier
+        # to real data only, so that G cannot drift to a permutation of the classes)
+        self.aux_weight_fake = aux_weight if aux_weight_fake is None else aux_weight_fake
 
     def configure_optimizers(self):
         optimizers = [
@@ -147,8 +151,10 @@ class GAN(GenerativeModule):
                 stats["loss/gp"] = penalty.detach()
             if real_logits is not None:
                 # ACGAN: D also names the class of real and generated samples.
-                aux = F.cross_entropy(real_logits, labels) + F.cross_entropy(fake_logits, labels)
-                loss = loss + self.aux_weight * aux
+                aux = F.cross_entropy(real_logits, labels)
+                aux_fake = F.cross_entropy(fake_logits, labels)
+                loss = loss + self.aux_weight * aux + self.aux_weight_fake * aux_fake
+                aux = aux + aux_fake
                 stats["loss/aux_d"] = aux.detach()
                 stats["d/aux_acc"] = (real_logits.argmax(1) == labels).float().mean()
             self.optimize(loss, opt_d, self.grad_clip_d)
