@@ -31,6 +31,11 @@ def test_fast_dev_run(model, data, run_train):
         assert "d/acc_real" in metrics and "d/acc_fake" in metrics
 
 
+def test_cgan_with_mismatched_labels(run_train):
+    metrics, _ = run_train(["experiment=cgan_mnist_mini", "debug=fdr"])
+    assert np.isfinite(metrics["loss/d"]) and "eval/cond_acc" in metrics
+
+
 def test_short_run_shows_grids_and_metrics(run_train):
     metrics, output_dir = run_train(
         ["model=acgan", "data=digits", *SHORT, "trainer.log_every_n_steps=2"]

@@ -50,6 +50,7 @@ class GAN(GenerativeModule):
         lr_scheduler: SchedulerFactory | None = None,
         aux_weight: float = 0.0,
         aux_weight_fake: float | None = None,
+        mismatched_labels: bool = False,
     ) -> None:
         super().__init__()
         lr_g = lr if lr_g is None else lr_g
@@ -61,6 +62,10 @@ class GAN(GenerativeModule):
         require(latent_dim >= 1, f"model.latent_dim must be >= 1 (got {latent_dim})")
         check_num_classes(num_classes)
         require(gp_weight >= 0, f"model.gp_weight must be >= 0 (got {gp_weight})")
+        require(
+            not mismatched_labels or num_classes >= 2,
+            "model.mismatched_labels needs a conditional model with at least 2 classes",
+        )
         require(
             aux_weight == 0 or num_classes > 0,
             "ACGAN's auxiliary classifier needs labels: set model.num_classes=${data.num_classes}",
@@ -95,6 +100,9 @@ class GAN(GenerativeModule):
         self.grad_clip_d = grad_clip_d
         self.lr_scheduler = lr_scheduler
         self.aux_weight = aux_weight
+        # GAN-CLS (Reed et al. 2016): D also sees real samples with wrong labels as fakes, so
+        # it must check the label, not only the sample
+        self.mismatched_labels = mismatched_labels
         # D's classification term on generated samples (ACGAN has it; 0 anchors D's classifier
         # to real data only, so that G cannot drift to a permutation of the classes)
         self.aux_weight_fake = aux_weight if aux_weight_fake is None else aux_weight_fake
@@ -142,7 +150,14 @@ class GAN(GenerativeModule):
                 fake = self.generator(self.noise((real.shape[0], self.latent_dim)), labels)
             real_scores, real_logits = self.critic(real, labels)
             fake_scores, fake_logits = self.critic(fake, labels)
-            loss = self.loss.discriminator(real_scores, fake_scores)
+            if self.mismatched_labels and labels is not None:
+                shift = torch.randint(1, self.num_classes, labels.shape, device=labels.device)
+                mismatched_scores, _ = self.critic(real, (labels + shift) % self.num_classes)
+                loss = self.loss.discriminator(
+                    real_scores, torch.cat([fake_scores, mismatched_scores])
+                )
+            else:
+                loss = self.loss.discriminator(real_scores, fake_scores)
             stats = self.score_stats(real_scores.detach(), fake_scores.detach())
             stats["loss/d"] = loss.detach()
             if self.gp_weight > 0:
