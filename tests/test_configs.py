@@ -1,5 +1,6 @@
 """Every option of every config group composes, and the model/data configs instantiate."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -77,8 +78,8 @@ def test_lr_g_and_lr_d_follow_lr_unless_overridden(tmp_path):
 
 def test_run_folders_are_told_apart_below_the_second(tmp_path):
     cfg = compose_train([], tmp_path)
-    assert (
-        cfg.hydra.run.dir.endswith("%f}")
-        or "-%f" in str(cfg.hydra.run.dir)
-        or cfg.hydra.run.dir.count("-") >= 5
+    # outputs/<date>/<H-M-S-microseconds>: two runs started in the same second differ
+    assert re.fullmatch(r"outputs/\d{4}-\d{2}-\d{2}/\d{2}-\d{2}-\d{2}-\d{6}", cfg.hydra.run.dir)
+    assert re.fullmatch(
+        r"outputs/multirun/\d{4}-\d{2}-\d{2}/\d{2}-\d{2}-\d{2}-\d{6}", cfg.hydra.sweep.dir
     )

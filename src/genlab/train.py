@@ -91,19 +91,23 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
 
 
-def hparams(cfg: DictConfig) -> dict[str, Any]:
+def hydra_choices() -> dict[str, Any]:
+    """The option chosen in each config group (`model: gan`, ...), when Hydra runs the app."""
+    return dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
+
+
+def hparams(cfg: DictConfig, run_config: dict[str, Any]) -> dict[str, Any]:
     """The run's sweepable settings, for TensorBoard's HPARAMS tab."""
-    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
     params = {
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "data": OmegaConf.to_container(cfg.data, resolve=True),
+        "model": run_config["model"],
+        "data": run_config["data"],
         "trainer": {
             k: v
             for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items()
             if not isinstance(v, dict)
         },
         "seed": cfg.seed,
-        "choice": {k: str(v) for k, v in choices.items() if not k.startswith("hydra")},
+        "choice": {k: str(v) for k, v in hydra_choices().items() if not k.startswith("hydra")},
     }
     return _drop_private(params)
 
@@ -134,15 +138,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # Plain containers, not OmegaConf nodes: checkpoints must load with weights_only=True.
     datamodule: L.LightningDataModule = instantiate(cfg.data, _convert_="all")
     model: L.LightningModule = instantiate(cfg.model, _convert_="all")
-    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    choices = hydra_choices()
     run_config = {
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "data": OmegaConf.to_container(cfg.data, resolve=True),
         "choices": {k: choices[k] for k in ("model", "data") if k in choices},
     }
-    datamodule.setup(
-        "fit"
-    )  # load the data now, so that a missing dataset fails before training starts
+    # Load the data now, so that a missing dataset fails before training starts.
+    datamodule.setup("fit")
     check_model_fits_data(model, datamodule)
     if cfg.get("ckpt_path"):
         check_compatible(load_checkpoint(cfg.ckpt_path), model, cfg.ckpt_path)
@@ -153,7 +156,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         ReplicaConsistency(),
         *callbacks,
         StoreRunConfig(run_config),
-        LogHyperparams(hparams(cfg)),
+        LogHyperparams(hparams(cfg, run_config)),
     ]
     loggers = instantiate_group(cfg.get("logger"))
     trainer = build_trainer(cfg, callbacks, loggers)

@@ -92,7 +92,8 @@ class SampleQuality(L.Callback):
         real = real[torch.randperm(len(real), generator=torch.Generator().manual_seed(self.seed))]
         real_features = batched(classifier.features, real)
         fake_features = batched(classifier.features, fake)
-        predicted = batched(classifier, fake).argmax(dim=1)
+        with torch.no_grad():
+            predicted = classifier.head(fake_features).argmax(dim=1)
         # Equal sample sizes on both sides, so that fd and fd_floor carry the same bias.
         half = min(len(real) // 2, len(fake))
         metrics = {

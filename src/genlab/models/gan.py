@@ -166,11 +166,10 @@ class GAN(GenerativeModule):
                 stats["loss/gp"] = penalty.detach()
             if real_logits is not None:
                 # ACGAN: D also names the class of real and generated samples.
-                aux = F.cross_entropy(real_logits, labels)
+                aux_real = F.cross_entropy(real_logits, labels)
                 aux_fake = F.cross_entropy(fake_logits, labels)
-                loss = loss + self.aux_weight * aux + self.aux_weight_fake * aux_fake
-                aux = aux + aux_fake
-                stats["loss/aux_d"] = aux.detach()
+                loss = loss + self.aux_weight * aux_real + self.aux_weight_fake * aux_fake
+                stats["loss/aux_d"] = (aux_real + aux_fake).detach()
                 stats["d/aux_acc"] = (real_logits.argmax(1) == labels).float().mean()
             self.optimize(loss, opt_d, self.grad_clip_d)
             if self.weight_clip:
