@@ -90,3 +90,8 @@ def gradient_penalty(
         scores = scores[0]
     (grads,) = torch.autograd.grad(scores.sum(), interpolates, create_graph=True)
     return (grads.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+
+
+def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per sample, summed over the latent dimensions."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)

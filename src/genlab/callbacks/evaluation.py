@@ -29,7 +29,12 @@ class SampleQuality(L.Callback):
     (the distance between two halves of the real held-out set, so that `fd` means something),
     `eval/class_entropy` (of the predicted classes; ln 10 = 2.303 when all digits are equally
     frequent) and, for conditional models, `eval/cond_acc` (samples classified as the label
-    they were asked for).
+    they were asked for) beside `eval/real_acc` (the classifier's accuracy on the real
+    held-out images, the ceiling for cond_acc).
+
+    Likelihood models (`held_out_metrics`) add their held-out numbers: `eval/elbo`,
+    `eval/iwae`, `eval/iwae_k<k>`, `eval/rec`, `eval/kl` for the VAE family, `eval/nll`
+    (nats per image) and `eval/bpd` (bits per dimension) for the VAE and PixelCNN.
 
     Every rank computes the same numbers from the same seed; only rank 0 logs them.
     """
@@ -67,14 +72,21 @@ class SampleQuality(L.Callback):
         generator = torch.Generator().manual_seed(self.seed)
         labels = pl_module.resolve_labels(self.num_samples, None)
         fake = pl_module.sample(self.num_samples, labels, generator=generator).cpu()
-        real, _ = datamodule.eval_set()
+        real, real_labels = datamodule.eval_set()
+        metrics = {}
+        if hasattr(pl_module, "held_out_metrics"):  # likelihood models: ELBO, IWAE, NLL
+            metrics |= pl_module.held_out_metrics(real, real_labels, seed=self.seed)
         if len(datamodule.shape) == 1:
-            return self.point_metrics(real.cpu(), fake, datamodule)
+            return metrics | self.point_metrics(real.cpu(), fake, datamodule)
         if datamodule.labelled:
-            return self.image_metrics(
-                real.cpu(), fake, None if labels is None else labels.cpu(), datamodule
+            return metrics | self.image_metrics(
+                real.cpu(),
+                real_labels.cpu(),
+                fake,
+                None if labels is None else labels.cpu(),
+                datamodule,
             )
-        return {}
+        return metrics
 
     def point_metrics(self, real: Tensor, fake: Tensor, datamodule) -> dict[str, float]:
         real = real[: self.num_samples]
@@ -85,15 +97,17 @@ class SampleQuality(L.Callback):
         return metrics
 
     def image_metrics(
-        self, real: Tensor, fake: Tensor, labels: Tensor | None, datamodule
+        self, real: Tensor, real_labels: Tensor, fake: Tensor, labels: Tensor | None, datamodule
     ) -> dict[str, float]:
         classifier = self.get_classifier(datamodule)
         # Held-out sets may be sorted by class: shuffle (with a fixed seed) before halving.
-        real = real[torch.randperm(len(real), generator=torch.Generator().manual_seed(self.seed))]
+        order = torch.randperm(len(real), generator=torch.Generator().manual_seed(self.seed))
+        real, real_labels = real[order], real_labels[order]
         real_features = batched(classifier.features, real)
         fake_features = batched(classifier.features, fake)
         with torch.no_grad():
             predicted = classifier.head(fake_features).argmax(dim=1)
+            real_predicted = classifier.head(real_features).argmax(dim=1)
         # Equal sample sizes on both sides, so that fd and fd_floor carry the same bias.
         half = min(len(real) // 2, len(fake))
         metrics = {
@@ -104,6 +118,8 @@ class SampleQuality(L.Callback):
         metrics |= prdc(real_features, fake_features[: len(real)], k=self.k)
         if labels is not None:
             metrics["cond_acc"] = float((predicted == labels).float().mean())
+            # the classifier's accuracy on real held-out images: the ceiling for cond_acc
+            metrics["real_acc"] = float((real_predicted == real_labels).float().mean())
         if self.inception_fid:
             metrics["inception_fid"] = inception_fid_score(real, fake)
         return metrics

@@ -24,7 +24,8 @@ class SamplePlots(L.Callback):
     data has them (TensorBoard tag `samples/scatter`). Images: a grid of `per_row` x
     `per_row` samples, one row per class for conditional models (tag `samples/grid`). Each
     goes to TensorBoard (step = epoch) and to `dirpath/epoch_XXX.png`; the latest also to
-    `dirpath/last.png`.
+    `dirpath/last.png`. Models with a `figures` method (the autoencoders) add their own
+    pictures, each under `samples/<name>` and in `dirpath/<name>/`.
     """
 
     def __init__(
@@ -74,6 +75,17 @@ class SamplePlots(L.Callback):
             n = self.per_row**2 if labels is None else len(labels)
             image = picture(pl_module.sample(n, labels, generator=generator), nrow=self.per_row)
             tag = "samples/grid"
+        self.publish(trainer, tag, image, epoch, self.dirpath)
+        if hasattr(pl_module, "figures"):  # the model's own pictures (reconstructions, ...)
+            real, real_labels = datamodule.eval_set()
+            figures = pl_module.figures(real, real_labels, generator, per_row=self.per_row)
+            for name, (samples, labels, nrow) in figures.items():
+                image = picture(samples, labels, title=f"{name}, epoch {epoch}", nrow=nrow)
+                self.publish(trainer, f"samples/{name}", image, epoch, self.dirpath / name)
+
+    @staticmethod
+    def publish(trainer: L.Trainer, tag: str, image: np.ndarray, epoch: int, folder: Path) -> None:
+        """To TensorBoard under `tag`, and to `folder/epoch_XXX.png` and `folder/last.png`."""
         log_image(trainer, tag, image, step=epoch)
-        save_png(image, self.dirpath / f"epoch_{epoch:03d}.png")
-        save_png(image, self.dirpath / "last.png")
+        save_png(image, folder / f"epoch_{epoch:03d}.png")
+        save_png(image, folder / "last.png")

@@ -58,6 +58,7 @@ class ImageDataModule(InMemoryDataModule):
         val_fraction: float = 0.2,
         seed: int = 0,
         shape: tuple[int, ...] | None = None,
+        binarize: bool = False,
     ) -> None:
         require(channels in (1, 3), f"data.channels must be 1 or 3 (got {channels})")
         require(image_size >= 4, f"data.image_size must be >= 4 (got {image_size})")
@@ -71,10 +72,20 @@ class ImageDataModule(InMemoryDataModule):
         self.channels = channels
         self.image_size = image_size
         self.val_fraction = val_fraction
+        # likelihood models on binary data (binarized MNIST): pixels > 0.5 become 1, the rest 0
+        # (stored as +1 / -1, like every genlab image)
+        self.binarize = binarize
+
+    def prepare(self, images: Tensor) -> Tensor:
+        """Images in [-1, 1] at `image_size`, and in {-1, 1} when `binarize` is set."""
+        images = resize(images, self.image_size)
+        if self.binarize:
+            images = torch.where(images > 0, 1.0, -1.0)
+        return images
 
     def split(self, images: Tensor, labels: Tensor) -> tuple[Split, Split]:
-        """Resize and hold out `val_fraction` of every class."""
-        images = resize(images, self.image_size)
+        """Resize, binarize when asked, and hold out `val_fraction` of every class."""
+        images = self.prepare(images)
         if self.labelled:
             train, val = stratified_split(labels, self.val_fraction, self.seed)
         else:
@@ -158,7 +169,7 @@ class TorchvisionDataModule(ImageDataModule):
             DataError,
         )
         labels = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.long)
-        return resize(to_unit_range(pixels, 255.0), self.image_size), labels
+        return self.prepare(to_unit_range(pixels, 255.0)), labels
 
     def load(self) -> tuple[Split, Split]:
         return self.to_tensors(self.open(train=True)), self.to_tensors(self.open(train=False))

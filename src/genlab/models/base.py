@@ -6,7 +6,7 @@ Callbacks and `genlab-sample` talk to a model only through `sample(n, labels, ge
 
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from genlab.errors import require
 
@@ -18,6 +18,18 @@ def spread_labels(n: int, num_classes: int, device: torch.device | None = None) 
 
 class GenerativeModule(L.LightningModule):
     num_classes: int = 0
+    # what to call each optimizer's learning rate in the logs: lr/<name> (one optimizer: lr)
+    optimizer_names: tuple[str, ...] = ()
+
+    def on_train_epoch_start(self) -> None:
+        """Log each optimizer's learning rate once per epoch (schedules included)."""
+        optimizers = self.trainer.optimizers
+        names = self.optimizer_names or tuple(str(i) for i in range(len(optimizers)))
+        rates = {
+            "lr" if len(optimizers) == 1 else f"lr/{name}": optimizer.param_groups[0]["lr"]
+            for name, optimizer in zip(names, optimizers, strict=False)
+        }
+        self.log_dict(rates, on_step=False, on_epoch=True, rank_zero_only=True)
 
     @property
     def conditional(self) -> bool:
@@ -64,3 +76,18 @@ class GenerativeModule(L.LightningModule):
         if trainer is None:
             return False
         return trainer.fast_dev_run or trainer._logger_connector.should_update_logs
+
+
+class evaluating:
+    """Puts a module in eval mode for a block and restores its previous mode after."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def __enter__(self) -> nn.Module:
+        self.was_training = self.module.training
+        self.module.eval()
+        return self.module
+
+    def __exit__(self, *exc) -> None:
+        self.module.train(self.was_training)

@@ -14,7 +14,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from genlab.errors import check_num_classes, require
 from genlab.losses import AdversarialLoss, gradient_penalty
-from genlab.models.base import GenerativeModule
+from genlab.models.base import GenerativeModule, evaluating
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
@@ -27,6 +27,8 @@ class GAN(GenerativeModule):
     update of G, so an epoch has as many G updates as batches whatever the loss. Mind that
     `global_step` counts optimizer steps: `critic_steps + 1` per batch.
     """
+
+    optimizer_names = ("g", "d")
 
     def __init__(
         self,
@@ -219,8 +221,5 @@ class GAN(GenerativeModule):
         self, n: int, labels: Tensor | int | None = None, generator: torch.Generator | None = None
     ) -> Tensor:
         labels = self.resolve_labels(n, labels)
-        was_training = self.generator.training
-        self.generator.eval()
-        samples = self.generator(self.noise((n, self.latent_dim), generator), labels)
-        self.generator.train(was_training)
-        return samples.float()
+        with evaluating(self.generator):
+            return self.generator(self.noise((n, self.latent_dim), generator), labels).float()

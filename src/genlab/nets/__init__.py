@@ -15,7 +15,7 @@ from torch import nn
 
 from genlab.errors import require
 from genlab.nets.conv import DCGANDiscriminator, DCGANGenerator
-from genlab.nets.mlp import MLPDiscriminator, MLPGenerator
+from genlab.nets.mlp import MLPDiscriminator, MLPEncoder, MLPGenerator
 
 
 def generator(
@@ -47,3 +47,38 @@ def discriminator(
         )
         return MLPDiscriminator(in_shape, hidden_dims, num_classes)
     return DCGANDiscriminator(in_shape, num_classes, aux_classes, width=width, norm=norm)
+
+
+def encoder(
+    in_shape: Sequence[int],
+    out_features: int,
+    num_classes: int = 0,
+    kind: str = "mlp",
+    hidden_dims: Sequence[int] = (400,),
+    width: int = 32,
+    norm: str = "batch",
+) -> nn.Module:
+    """A sample (and a label) -> `out_features` numbers: an MLP on the flattened sample
+    (`kind=mlp`, hidden_dims) or DCGAN's strided convolutions (`kind=conv`, width, norm)."""
+    require(kind in ("mlp", "conv"), f"model.net must be mlp or conv (got {kind!r})")
+    if kind == "mlp":
+        return MLPEncoder(in_shape, out_features, hidden_dims, num_classes, activation=nn.ReLU)
+    return DCGANDiscriminator(
+        in_shape, num_classes, width=width, norm=norm, out_features=out_features
+    )
+
+
+def decoder(
+    latent_dim: int,
+    out_shape: Sequence[int],
+    num_classes: int = 0,
+    kind: str = "mlp",
+    hidden_dims: Sequence[int] = (400,),
+    width: int = 32,
+) -> nn.Module:
+    """z (and a label) -> one unbounded output per pixel (logits or means): an MLP or
+    DCGAN's transposed convolutions without the final tanh."""
+    require(kind in ("mlp", "conv"), f"model.net must be mlp or conv (got {kind!r})")
+    if kind == "mlp":
+        return MLPGenerator(latent_dim, out_shape, hidden_dims, num_classes)
+    return DCGANGenerator(latent_dim, out_shape, num_classes, width=width, output_activation="none")

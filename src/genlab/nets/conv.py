@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from genlab.errors import check_num_classes, require
+from genlab.nets.mlp import with_one_hot
 
 NORMS = ("batch", "instance", "layer", "none")
 
@@ -77,9 +78,14 @@ class DCGANGenerator(nn.Module):
         num_classes: int = 0,
         width: int = 64,
         embed_dim: int = 32,
+        output_activation: str = "tanh",
     ) -> None:
         super().__init__()
         require(latent_dim >= 1, f"model.latent_dim must be >= 1 (got {latent_dim})")
+        require(
+            output_activation in ("tanh", "none"),
+            f"output_activation must be tanh (images) or none (logits), got {output_activation!r}",
+        )
         check_num_classes(num_classes)
         channels, image_size = check_image_shape(out_shape)
         self.out_shape = tuple(out_shape)
@@ -99,7 +105,10 @@ class DCGANGenerator(nn.Module):
             kernel = 4 if size_out == 2 * size_in else 3  # 4 -> 7 needs a 3x3 kernel
             out_channels = channels if last else widths[i + 1]
             layers.append(nn.ConvTranspose2d(widths[i], out_channels, kernel, 2, 1, bias=last))
-            layers += [nn.Tanh()] if last else [nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+            if not last:
+                layers += [nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+            elif output_activation == "tanh":
+                layers.append(nn.Tanh())
         self.upsample = nn.Sequential(*layers)
         init_dcgan_weights(self)
 
@@ -118,6 +127,7 @@ class DCGANDiscriminator(nn.Module):
         aux_classes: int = 0,
         width: int = 64,
         norm: str = "batch",
+        out_features: int = 1,
     ) -> None:
         super().__init__()
         channels, image_size = check_image_shape(in_shape)
@@ -138,14 +148,21 @@ class DCGANDiscriminator(nn.Module):
             in_channels = out_channels
         self.features = nn.Sequential(*layers, nn.Flatten())
         feature_dim = in_channels * 16
-        self.score = nn.Linear(feature_dim, 1)
         self.num_classes = num_classes
-        self.projection = nn.Embedding(num_classes, feature_dim) if num_classes else None
+        self.out_features = out_features
+        # One score: the label enters by projection. A vector (an encoder's output): the
+        # one-hot label joins the features before the last layer.
+        project = num_classes and out_features == 1
+        concat = num_classes if num_classes and not project else 0
+        self.score = nn.Linear(feature_dim + concat, out_features)
+        self.projection = nn.Embedding(num_classes, feature_dim) if project else None
         self.classifier = nn.Linear(feature_dim, aux_classes) if aux_classes else None
         init_dcgan_weights(self)
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
         h = self.features(x)
+        if self.out_features > 1:
+            return self.score(with_one_hot(h, labels, self.num_classes))
         score = self.score(h).squeeze(1)
         if self.projection is not None:
             require(labels is not None, "this discriminator is class-conditional: pass labels")

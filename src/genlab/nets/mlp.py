@@ -98,12 +98,13 @@ def leaky_relu() -> nn.Module:
     return nn.LeakyReLU(0.2)
 
 
-class MLPDiscriminator(nn.Module):
-    """A sample (and a label) -> one unnormalised score per sample."""
+class MLPEncoder(nn.Module):
+    """A sample (and a label) -> `out_features` numbers: a VAE's encoder, or D's score."""
 
     def __init__(
         self,
         in_shape: Sequence[int],
+        out_features: int,
         hidden_dims: Sequence[int] = (128, 128, 128),
         num_classes: int = 0,
         activation: Callable[[], nn.Module] = leaky_relu,
@@ -114,7 +115,26 @@ class MLPDiscriminator(nn.Module):
         _check_sizes(1, hidden_dims, num_classes)
         self.in_shape = in_shape
         self.num_classes = num_classes
-        self.net = mlp(prod(in_shape) + num_classes, hidden_dims, 1, activation, dropout=dropout)
+        self.net = mlp(
+            prod(in_shape) + num_classes, hidden_dims, out_features, activation, dropout=dropout
+        )
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
-        return self.net(with_one_hot(x.flatten(1), labels, self.num_classes)).squeeze(1)
+        return self.net(with_one_hot(x.flatten(1), labels, self.num_classes))
+
+
+class MLPDiscriminator(MLPEncoder):
+    """A sample (and a label) -> one unnormalised score per sample."""
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        hidden_dims: Sequence[int] = (128, 128, 128),
+        num_classes: int = 0,
+        activation: Callable[[], nn.Module] = leaky_relu,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(in_shape, 1, hidden_dims, num_classes, activation, dropout)
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        return super().forward(x, labels).squeeze(1)

@@ -1,0 +1,38 @@
+"""What the explicit-density models (VAE family, PixelCNN) share: pixel likelihoods in nats
+and the conversions that reporting needs. Images live in [-1, 1]; binary images in {-1, 1}."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from genlab.errors import DataError, require
+
+
+def check_binary(x: Tensor, fix: str) -> None:
+    """Bernoulli likelihoods are only likelihoods on binary data."""
+    require(
+        bool(((x == 1) | (x == -1)).all()),
+        f"this model's Bernoulli likelihood needs binary images: set data.binarize=true ({fix})",
+        DataError,
+    )
+
+
+def bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
+    """-log p(x) per image in nats, for per-pixel logits and images in {-1, 1} (or grey levels
+    in [-1, 1], where it is the usual BCE reconstruction error, not a likelihood)."""
+    target = (x + 1) / 2
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).sum(1)
+
+
+def bits_per_dim(nll_nats: Tensor | float, dims: int) -> Tensor | float:
+    """Nats per image -> bits per dimension."""
+    return nll_nats / (dims * math.log(2))
+
+
+def uniform_noise(shape: tuple[int, ...], generator: torch.Generator | None, device) -> Tensor:
+    """U(0, 1) noise, drawn on the CPU from `generator` when given (same draw on any device)."""
+    if generator is None:
+        return torch.rand(shape, device=device)
+    return torch.rand(shape, generator=generator).to(device)
