@@ -5,9 +5,12 @@ genlab-train model=wgan_gp data=ring model.lr=1e-4
 genlab-train -m model.lr=1e-4,1e-3 data.batch_size=50,250
 """
 
+import functools
+import hashlib
 import json
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,11 +27,56 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genlab.callbacks.distributed import ReplicaConsistency
-from genlab.callbacks.run_record import LogHyperparams, StoreRunConfig, final_metrics
+from genlab.callbacks.run_record import (
+    LogHyperparams,
+    LossCharts,
+    StoreRunConfig,
+    final_metrics,
+    write_run_info,
+)
 from genlab.checkpoints import check_compatible, load_checkpoint
 from genlab.errors import ConfigError, DataError, require, user_error
 
 log = logging.getLogger("genlab.train")
+
+
+@functools.lru_cache(maxsize=8)
+def swept_keys(multirun_yaml: str) -> frozenset[str]:
+    """The keys a multirun sweeps: command-line overrides with sweep syntax (`a=1,2`,
+    `range(...)`, `choice(...)`, ...) and the sweeper's `params`, read from the sweep's
+    multirun.yaml (Hydra writes it before launching the jobs)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    path = Path(multirun_yaml)
+    if not path.is_file():
+        return frozenset()
+    config = OmegaConf.load(path)
+    task = list(OmegaConf.select(config, "hydra.overrides.task", default=[]) or [])
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    parsed = OverridesParser.create().parse_overrides(task)
+    keys = {o.key_or_group for o in parsed if o.is_sweep_override()}
+    return frozenset(keys | {str(k) for k in params})
+
+
+def job_name(sweep_dir: str, overrides: list[str], limit: int = 120) -> str:
+    """A sweep job's folder name: the values of the swept keys (`data.batch_size=50,model.lr=1e-4`),
+    without path separators, at most `limit` characters; all its overrides when the sweep
+    cannot be read."""
+    pairs = sorted(
+        (key.lstrip("+~"), value)
+        for key, value in (str(o).split("=", 1) for o in overrides if "=" in str(o))
+    )
+    swept = swept_keys(str(Path(sweep_dir) / "multirun.yaml"))
+    if swept:
+        pairs = [(key, value) for key, value in pairs if key in swept]
+    name = ",".join(f"{key}={value}" for key, value in pairs)
+    name = name.replace("/", "_").replace("\\", "_") or "defaults"
+    if len(name) <= limit:
+        return name
+    return name[: limit - 9] + "~" + hashlib.sha1(name.encode()).hexdigest()[:8]
+
+
+OmegaConf.register_new_resolver("genlab.job_name", job_name, replace=True)
 
 
 def check_hardware(cfg: DictConfig) -> None:
@@ -126,14 +174,50 @@ def write_metrics(path: Path, status: str, metrics: dict[str, float], **extra: A
     path.write_text(json.dumps(payload | extra, indent=2) + "\n")
 
 
+def parallel_jobs() -> int:
+    """How many jobs of this sweep run at once on this machine (joblib launcher), else 1."""
+    if not in_multirun():
+        return 1
+    launcher = HydraConfig.get().launcher
+    if "joblib" not in str(launcher.get("_target_", "")).lower():
+        return 1
+    n_jobs = launcher.get("n_jobs") or -1
+    cores = os.cpu_count() or 1
+    return max(1, n_jobs if n_jobs > 0 else cores + 1 + n_jobs)  # joblib: -1 = every core
+
+
+def share_resources(cfg: DictConfig) -> None:
+    """Threads and GPUs for this job: `num_threads` when set; under a parallel launcher a
+    fair share of the cores, and one GPU per job (round robin) where there are several."""
+    jobs = parallel_jobs()
+    threads = cfg.get("num_threads") or (max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0)
+    if threads:
+        torch.set_num_threads(int(threads))
+    gpus = torch.cuda.device_count()
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if jobs > 1 and gpus > 1 and accelerator in ("gpu", "cuda", "auto"):
+        with open_dict(cfg):
+            cfg.trainer.devices = [HydraConfig.get().job.num % gpus]
+
+
+def check_fresh_output(cfg: DictConfig, output_dir: Path) -> None:
+    """Never overwrite a finished run: a rerun into the same folder must resume it."""
+    if (output_dir / "metrics.json").is_file() and not cfg.get("ckpt_path"):
+        raise ConfigError(
+            f"{output_dir} already holds a finished run; choose a new hydra.run.dir "
+            f"(hydra.sweep.dir for -m) or resume it with ckpt_path=..."
+        )
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured model and return its final metrics."""
     started = time.time()
-    check_hardware(cfg)
-    if cfg.get("num_threads"):
-        torch.set_num_threads(int(cfg.num_threads))
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
+    check_fresh_output(cfg, output_dir)
+    check_hardware(cfg)
+    share_resources(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    write_run_info(output_dir / "run_info.json")
 
     # Plain containers, not OmegaConf nodes: checkpoints must load with weights_only=True.
     datamodule: L.LightningDataModule = instantiate(cfg.data, _convert_="all")
@@ -156,6 +240,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         ReplicaConsistency(),
         *callbacks,
         StoreRunConfig(run_config),
+        LossCharts(),
         LogHyperparams(hparams(cfg, run_config)),
     ]
     loggers = instantiate_group(cfg.get("logger"))
@@ -173,6 +258,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             epochs=trainer.current_epoch,
             global_step=trainer.global_step,
             duration_s=round(time.time() - started, 2),
+            threads=torch.get_num_threads(),
         )
         print_summary(output_dir, metrics, trainer)
     return metrics
@@ -215,7 +301,9 @@ def main(cfg: DictConfig) -> float | None:
             sys.exit(2)
         # In a sweep, one bad job is recorded and the others go on.
         log.error("job failed: %s", message)
-        write_metrics(Path(cfg.paths.output_dir) / "metrics.json", "failed", {}, error=message)
+        record = Path(cfg.paths.output_dir) / "metrics.json"
+        if not record.exists():  # never over another run's results
+            write_metrics(record, "failed", {}, error=message)
         return float("nan")
 
 

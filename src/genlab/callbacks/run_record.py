@@ -1,5 +1,11 @@
 """What a run records about itself: its config inside each checkpoint, its hparams beside its metrics."""
 
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -43,3 +49,60 @@ class LogHyperparams(L.Callback):
             else:
                 logger.log_hyperparams(self.params)
                 logger.log_metrics(final, step=trainer.global_step)
+
+
+def git_state(folder: Path) -> dict[str, Any]:
+    """The commit of the git checkout holding `folder`, and whether it has local changes."""
+
+    def git(*args: str) -> str:
+        result = subprocess.run(
+            ["git", *args], cwd=folder, capture_output=True, text=True, timeout=10
+        )
+        if result.returncode:
+            raise OSError(result.stderr.strip())
+        return result.stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in ("genlab", "torch", "torchvision", "lightning", "hydra-core", "omegaconf"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "absent"
+    return found
+
+
+def write_run_info(path: Path) -> None:
+    """Records what produced the run (the config is in .hydra/): the genlab source's git
+    commit with a dirty flag, the package versions and the machine."""
+    info = {
+        "git": git_state(Path(__file__).resolve().parent),
+        "versions": versions(),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        },
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(info, indent=2) + "\n")
+
+
+class LossCharts(L.Callback):
+    """TensorBoard's CUSTOM SCALARS tab: the curves the model names in `loss_charts` drawn
+    on one chart each (the GANs: D's and G's losses together)."""
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        charts = getattr(pl_module, "loss_charts", None)
+        if not charts or not trainer.is_global_zero:
+            return
+        layout = {"genlab": {title: ["Multiline", tags] for title, tags in charts.items()}}
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_custom_scalars(layout)

@@ -29,6 +29,7 @@ class GAN(GenerativeModule):
     """
 
     optimizer_names = ("g", "d")
+    loss_charts = {"D and G losses": ["loss/d", "loss/g"], "D(x) and D(G(z))": ["d/real", "d/fake"]}
 
     def __init__(
         self,

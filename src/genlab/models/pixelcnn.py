@@ -19,6 +19,8 @@ from genlab.models.likelihood import bernoulli_nll, bits_per_dim, check_binary, 
 
 
 class PixelCNN(GenerativeModule):
+    loss_charts = {"held-out and training NLL": ["loss/nll", "eval/nll"]}
+
     def __init__(
         self,
         net: nn.Module,
@@ -27,6 +29,7 @@ class PixelCNN(GenerativeModule):
         num_classes: int = 0,
         lr: float = 1e-3,
         lr_scheduler: Callable[[Optimizer], LRScheduler] | None = None,
+        sample_batch_size: int = 64,
     ) -> None:
         super().__init__()
         require(lr > 0, f"model.lr must be > 0 (got {lr}); try model.lr=1e-3")
@@ -46,6 +49,7 @@ class PixelCNN(GenerativeModule):
         self.num_classes = num_classes
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
+        self.sample_batch_size = max(1, sample_batch_size)
         self.data_checked = False
 
     def configure_optimizers(self):
@@ -108,20 +112,29 @@ class PixelCNN(GenerativeModule):
     def sample(
         self, n: int, labels: Tensor | int | None = None, generator: torch.Generator | None = None
     ) -> Tensor:
-        """Pixel by pixel in raster order: one forward pass per pixel (H x W of them)."""
+        """Pixel by pixel in raster order: one forward pass per pixel (H x W of them), in
+        chunks of `sample_batch_size` images (larger batches fall out of the CPU caches)."""
         labels = self.resolve_labels(n, labels)
+        chunks = []
+        with evaluating(self):
+            for start in range(0, n, self.sample_batch_size):
+                stop = min(n, start + self.sample_batch_size)
+                chunk_labels = None if labels is None else labels[start:stop]
+                chunks.append(self.sample_chunk(stop - start, chunk_labels, generator))
+        return torch.cat(chunks)
+
+    def sample_chunk(self, n: int, labels: Tensor | None, generator) -> Tensor:
         channels, height, width = self.shape
         x = torch.zeros((n, channels, height, width), device=self.device)
-        with evaluating(self):
-            for i in range(height):
-                for j in range(width):
-                    # rows below i cannot reach row i through the masks: leave them out
-                    logits = self.net(x[:, :, : i + 1], labels)[..., i, j]  # N x C (x levels)
-                    u = uniform_noise((n, channels), generator, self.device)
-                    if self.levels == 2:
-                        x[:, :, i, j] = (u < torch.sigmoid(logits)).float() * 2 - 1
-                    else:
-                        cdf = torch.softmax(logits, dim=-1).cumsum(-1)
-                        level = (cdf < u[..., None]).sum(-1).clamp(max=self.levels - 1)
-                        x[:, :, i, j] = self.from_levels(level)
+        for i in range(height):
+            for j in range(width):
+                # rows below i cannot reach row i through the masks: leave them out
+                logits = self.net(x[:, :, : i + 1], labels)[..., i, j]  # N x C (x levels)
+                u = uniform_noise((n, channels), generator, self.device)
+                if self.levels == 2:
+                    x[:, :, i, j] = (u < torch.sigmoid(logits)).float() * 2 - 1
+                else:
+                    cdf = torch.softmax(logits, dim=-1).cumsum(-1)
+                    level = (cdf < u[..., None]).sum(-1).clamp(max=self.levels - 1)
+                    x[:, :, i, j] = self.from_levels(level)
         return x

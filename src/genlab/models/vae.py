@@ -32,6 +32,8 @@ LIKELIHOODS = ("bernoulli", "bce", "gaussian")
 
 
 class VAE(GenerativeModule):
+    loss_charts = {"ELBO terms": ["loss/rec", "loss/kl", "loss/total"]}
+
     def __init__(
         self,
         encoder: Callable[..., nn.Module],

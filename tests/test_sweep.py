@@ -1,0 +1,192 @@
+"""Sweeps: multirun job folders, genlab-report, the Optuna sweeper and the parallel launchers."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from genlab.errors import GenlabError
+from genlab.report import find_sweep, report
+from genlab.train import job_name
+
+from conftest import cli, one_line_error
+
+TINY = [
+    "trainer.enable_progress_bar=false",
+    "trainer.limit_train_batches=4",
+    "trainer.max_epochs=2",
+    "trainer.log_every_n_steps=1",
+    "callbacks.sample_quality.num_samples=200",
+    "callbacks.sample_plots.num_samples=200",
+]
+
+
+def jobs_of(sweep: Path) -> list[Path]:
+    return sorted(p.parent.parent for p in sweep.glob("*/.hydra/overrides.yaml"))
+
+
+def test_a_2x2_sweep_reports_every_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = cli(
+        "genlab-train", "-m", "model.lr=1e-4,1e-3", "data.batch_size=50,250", *TINY,
+        f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = jobs_of(sweep)
+    names = sorted(job.name for job in jobs)
+    assert names == [
+        "0_data.batch_size=50,model.lr=0.0001",
+        "1_data.batch_size=250,model.lr=0.0001",
+        "2_data.batch_size=50,model.lr=0.001",
+        "3_data.batch_size=250,model.lr=0.001",
+    ]
+    # the multirun ends with the report (a Hydra callback)
+    assert f"Sweep: {sweep}" in result.stdout
+    rows = list(csv.DictReader((sweep / "report.csv").open()))
+    assert len(rows) == 4
+    assert {"job", "status", "data.batch_size", "model.lr", "eval/fd", "eval/precision"} <= set(
+        rows[0]
+    )
+    assert all(row["status"] == "completed" for row in rows)
+    fds = [float(row["eval/fd"]) for row in rows]
+    assert fds == sorted(fds)  # sorted by optimized_metric (eval/fd, lower is better)
+    table = (sweep / "report.md").read_text()
+    assert table.count("\n| ") == 5  # header + 4 jobs
+    assert f"**{rows[0]['eval/fd'][:4]}" in table  # the best fd is bold
+    for png in ("report_model.lr.png", "report_data.batch_size.png", "report_losses.png",
+                "report_samples.png"):  # fmt: skip
+        assert (sweep / png).stat().st_size > 5000, png
+    # each job: its config, its machine record, and a TensorBoard run with hparams
+    for job in jobs:
+        info = json.loads((job / "run_info.json").read_text())
+        assert info["versions"]["torch"] and "dirty" in info["git"]
+        (event_file,) = (job / "tensorboard").glob("events.out.tfevents.*")
+        tags = EventAccumulator(str(event_file)).Reload().Tags()
+        assert "loss/d" in tags["scalars"] and "samples/scatter" in tags["images"]
+
+    # genlab-report on the parent folder finds the newest sweep and prints the same table
+    again = cli("genlab-report", str(tmp_path), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert f"Sweep: {sweep}" in again.stdout
+    assert again.stdout.count("completed") == 4
+
+    # rerunning into the same folder records nothing over the finished jobs
+    rerun = cli(
+        "genlab-train", "-m", "model.lr=1e-4", "data.batch_size=50", *TINY,
+        f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir='0_data.batch_size=50,model.lr=0.0001'",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    kept = json.loads((jobs[0] / "metrics.json").read_text())
+    assert kept["status"] == "completed"
+    assert "already holds a finished run" in (jobs[0] / "train.log").read_text()
+
+
+def test_a_failed_job_is_reported_and_the_sweep_goes_on(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = cli(
+        "genlab-train", "-m", "model.lr=-1,1e-3", *TINY, "logger=none",
+        f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, table, _ = report(sweep)
+    statuses = {row[2]: row[1] for row in table.rows}
+    assert statuses == {"-1": "failed", "0.001": "completed"}
+    assert table.rows[-1][1] == "failed"  # failures sort last
+    text = (sweep / "report.md").read_text()
+    assert "failed: model.lr must be > 0" in text
+
+
+def test_report_marks_best_values_and_missing_jobs(tmp_path):
+    """On a hand-made sweep folder: maximized and minimized metrics, a job still running."""
+    sweep = tmp_path / "sweep"
+    values = {"0_model.lr=1": (0.5, 0.9), "1_model.lr=2": (0.2, 0.7), "2_model.lr=3": None}
+    for name, metrics in values.items():
+        (sweep / name / ".hydra").mkdir(parents=True)
+        lr = name.split("=")[1]
+        (sweep / name / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"model.lr={lr}"]))
+        if metrics:
+            record = {
+                "status": "completed",
+                "metrics": dict(zip(["eval/fd", "eval/recall"], metrics, strict=True)),
+            }
+            (sweep / name / "metrics.json").write_text(json.dumps(record))
+    (sweep / "multirun.yaml").write_text("{}")
+    _, table, written = report(tmp_path, metric="eval/fd")
+    assert [row[0] for row in table.rows] == ["1_model.lr=2", "0_model.lr=1", "2_model.lr=3"]
+    assert table.rows[2][1] == "missing"
+    header = table.header
+    fd, recall = header.index("eval/fd"), header.index("eval/recall")
+    assert table.best[0][fd] and not table.best[0][recall]  # lower fd is better
+    assert table.best[1][recall] and not table.best[1][fd]  # higher recall is better
+    assert (sweep / "report_model.lr.png").is_file()
+    assert sweep / "report.csv" in written
+
+
+def test_report_without_a_sweep_is_a_one_line_error(tmp_path):
+    with pytest.raises(GenlabError, match="no sweep found"):
+        find_sweep(tmp_path)
+    result = cli("genlab-report", str(tmp_path), cwd=tmp_path)
+    assert "no sweep found" in one_line_error(result)
+
+
+def test_job_names_show_the_swept_values_and_are_folder_safe(tmp_path):
+    (tmp_path / "multirun.yaml").write_text(
+        yaml.safe_dump(
+            {"hydra": {"overrides": {"task": ["model.lr=1e-4,1e-3", "data.root=/a", "seed=range(3)"]},
+                       "sweeper": {"params": {"data.batch_size": "50,250"}}}}
+        )
+    )  # fmt: skip
+    job = ["model.lr=1e-4", "data.root=/a", "seed=2", "data.batch_size=50"]
+    assert job_name(str(tmp_path), job) == "data.batch_size=50,model.lr=1e-4,seed=2"
+    # no multirun.yaml: every override, made folder-safe
+    assert job_name(str(tmp_path / "none"), ["data.root=/a/b"]) == "data.root=_a_b"
+    long = job_name(str(tmp_path / "none"), ["x=" + "9" * 500])
+    assert len(long) == 120 and long == job_name(str(tmp_path / "none"), ["x=" + "9" * 500])
+    assert job_name(str(tmp_path / "none"), []) == "defaults"
+
+
+def test_optuna_sweeper_runs_trials(tmp_path):
+    sweep = tmp_path / "optuna"
+    result = cli(
+        "genlab-train", "-m", "sweep=optuna", "hydra.sweeper.n_trials=3", "debug=fdr",
+        "callbacks.sample_quality.num_samples=200", "logger=none",
+        f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(jobs_of(sweep)) == 3
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["name"] == "optuna" and "model.lr" in best["best_params"]
+    lrs = [float(r["model.lr"]) for r in csv.DictReader((sweep / "report.csv").open())]
+    assert len(set(lrs)) == 3 and all(1e-5 <= lr <= 1e-2 for lr in lrs)
+
+
+def test_joblib_runs_jobs_in_parallel_with_a_share_of_the_threads(tmp_path):
+    sweep = tmp_path / "joblib"
+    result = cli(
+        "genlab-train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+        "seed=1,2", "debug=fdr", "logger=none", "callbacks.sample_quality.num_samples=200",
+        f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads((job / "metrics.json").read_text()) for job in jobs_of(sweep)]
+    assert len(records) == 2 and all(r["status"] == "completed" for r in records)
+    import os
+
+    assert all(r["threads"] == max(1, (os.cpu_count() or 1) // 2) for r in records)
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher_runs_a_sweep(tmp_path):
+    sweep = tmp_path / "submitit"
+    result = cli(
+        "genlab-train", "-m", "hydra/launcher=submitit_local", "seed=1,2", "debug=fdr",
+        "logger=none", "callbacks.sample_quality.num_samples=200",
+        f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads((job / "metrics.json").read_text()) for job in jobs_of(sweep)]
+    assert len(records) == 2 and all(r["status"] == "completed" for r in records)
