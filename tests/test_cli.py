@@ -43,13 +43,14 @@ def sweep(tmp_path, *overrides: str) -> Path:
     folder = tmp_path / "sweep"
     result = cli("genlab-train", "-m", *overrides, f"hydra.sweep.dir={folder}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["0", "1"]
+    jobs = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    assert jobs == ["0_model.lr=0.0001", "1_model.lr=0.001"]  # named by the swept values
     return folder
 
 
 def test_multirun_writes_one_folder_per_job(tmp_path):
     folder = sweep(tmp_path, "model.lr=1e-4,1e-3", "debug=fdr")
-    for job, lr in (("0", 1e-4), ("1", 1e-3)):
+    for job, lr in (("0_model.lr=0.0001", 1e-4), ("1_model.lr=0.001", 1e-3)):
         assert json.loads((folder / job / "metrics.json").read_text())["status"] == "completed"
         config = yaml.safe_load((folder / job / ".hydra" / "config.yaml").read_text())
         assert float(config["model"]["lr"]) == lr
@@ -174,6 +175,6 @@ def test_multirun_with_ddp_spawns_ranks_instead_of_new_sweeps(tmp_path):
         "trainer.max_epochs=1",
         "trainer.enable_progress_bar=false",
     )
-    for job in ("0", "1"):
+    for job in ("0_model.lr=0.0001", "1_model.lr=0.001"):
         metrics = json.loads((folder / job / "metrics.json").read_text())["metrics"]
         assert metrics["ddp/replicas_in_sync"] == 1.0

@@ -22,6 +22,7 @@ GROUPS = [
     "paths",
     "hydra",
     "experiment",
+    "sweep",
     "debug",
 ]
 
@@ -44,13 +45,15 @@ def test_every_required_option_exists():
 def test_option_composes(group, option, tmp_path):
     cfg = compose_train([f"{group}={option}"], tmp_path)
     assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
-    assert cfg.model.lr_g > 0 and cfg.data.batch_size >= 1
+    assert cfg.model.lr > 0 and cfg.data.batch_size >= 1
 
 
 @pytest.mark.parametrize("model", options("model"))
 @pytest.mark.parametrize("data", options("data"))
 def test_model_and_data_instantiate(model, data, tmp_path):
     overrides = [f"model={model}", f"data={data}"]
+    if model == "pixelcnn":  # sampling is pixel by pixel: a tiny net keeps it quick
+        overrides += ["model.net.hidden=4", "model.net.num_blocks=0"]
     if data == "image_folder":
         folder = tmp_path / "images" / "only_class"
         folder.mkdir(parents=True)
@@ -61,12 +64,18 @@ def test_model_and_data_instantiate(model, data, tmp_path):
         with pytest.raises(InstantiationException, match="needs image data"):
             instantiate(cfg.model)
         return
-    if model in ("cgan", "acgan") and data == "image_folder":  # num_classes: null until set
+    if model == "pixelcnn" and len(datamodule.shape) == 1:
+        with pytest.raises(InstantiationException, match="PixelCNN models images"):
+            instantiate(cfg.model)
+        return
+    if model in ("cgan", "acgan", "cvae") and data == "image_folder":  # num_classes: null until set
         with pytest.raises(InstantiationException, match="no known classes"):
             instantiate(cfg.model)
         return
     module = instantiate(cfg.model)
-    assert module.sample(7).shape == (7, *datamodule.shape)
+    n = 2 if model == "pixelcnn" else 7
+    assert module.sample(n).shape == (n, *datamodule.shape)
+    assert module.sample_shape() == tuple(datamodule.shape)
 
 
 def test_lr_g_and_lr_d_follow_lr_unless_overridden(tmp_path):

@@ -21,6 +21,10 @@ class CheckpointError(GenlabError):
     """A checkpoint that is missing, unreadable or from another model."""
 
 
+class DivergenceError(GenlabError):
+    """Training blew up (a NaN or Inf loss) or collapsed (D saturated for too long)."""
+
+
 def require(condition: bool, message: str, error: type[GenlabError] = ConfigError) -> None:
     """Raise `error(message)` unless `condition` holds."""
     if not condition:

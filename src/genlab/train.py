@@ -27,6 +27,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genlab.callbacks.distributed import ReplicaConsistency
+from genlab.callbacks.guard import CheckpointOnInterrupt
 from genlab.callbacks.run_record import (
     LogHyperparams,
     LossCharts,
@@ -35,7 +36,14 @@ from genlab.callbacks.run_record import (
     write_run_info,
 )
 from genlab.checkpoints import check_compatible, load_checkpoint
-from genlab.errors import ConfigError, DataError, require, user_error
+from genlab.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DivergenceError,
+    require,
+    user_error,
+)
 
 log = logging.getLogger("genlab.train")
 
@@ -101,7 +109,7 @@ def check_model_fits_data(model: L.LightningModule, datamodule: L.LightningDataM
             f"the model expects {model.num_classes} classes but the data has {datamodule.num_classes}; "
             f"set model.num_classes='${{data.num_classes}}'",
         )
-    made = tuple(model.sample(2).shape[1:])
+    made = model.sample_shape()
     require(
         made == tuple(datamodule.shape),
         f"the model makes samples of shape {list(made)} but the data has {list(datamodule.shape)}; "
@@ -209,9 +217,37 @@ def check_fresh_output(cfg: DictConfig, output_dir: Path) -> None:
         )
 
 
+def resolve_resume(cfg: DictConfig) -> None:
+    """`ckpt_path=last` means this run folder's checkpoints/last.ckpt. A checkpoint inside
+    another run's `checkpoints/` resumes that run in its own folder: same TensorBoard run,
+    same samples/ and metrics.json."""
+    ckpt_path = cfg.get("ckpt_path")
+    if not ckpt_path:
+        return
+    output_dir = Path(cfg.paths.output_dir)
+    if str(ckpt_path) == "last":
+        path = output_dir / "checkpoints" / "last.ckpt"
+        require(
+            path.is_file(),
+            f"ckpt_path=last found no {path}; resume a run in its folder with "
+            f"hydra.run.dir=<run folder> ckpt_path=last, or pass the .ckpt file",
+            CheckpointError,
+        )
+    else:
+        path = Path(ckpt_path)
+    run = path.resolve().parent.parent
+    with open_dict(cfg):
+        cfg.ckpt_path = str(path)
+        if path.parent.name == "checkpoints" and (run / ".hydra").is_dir():
+            if run != output_dir.resolve():
+                log.info("resuming %s in its own folder %s", path, run)
+            cfg.paths.output_dir = str(run)
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured model and return its final metrics."""
     started = time.time()
+    resolve_resume(cfg)
     output_dir = Path(cfg.paths.output_dir)
     check_fresh_output(cfg, output_dir)
     check_hardware(cfg)
@@ -246,20 +282,41 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_group(cfg.get("logger"))
     trainer = build_trainer(cfg, callbacks, loggers)
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    metrics = final_metrics(trainer)
-    status = "interrupted" if trainer.interrupted else "completed"
+    def record(status: str, **extra: Any) -> dict[str, float]:
+        metrics = final_metrics(trainer)
+        if trainer.is_global_zero:
+            write_metrics(
+                output_dir / "metrics.json",
+                status,
+                metrics,
+                epochs=trainer.current_epoch,
+                global_step=trainer.global_step,
+                duration_s=round(time.time() - started, 2),
+                threads=torch.get_num_threads(),
+                **extra,
+            )
+        return metrics
 
-    if trainer.is_global_zero:
-        write_metrics(
-            output_dir / "metrics.json",
-            status,
-            metrics,
-            epochs=trainer.current_epoch,
-            global_step=trainer.global_step,
-            duration_s=round(time.time() - started, 2),
-            threads=torch.get_num_threads(),
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    except DivergenceError as error:
+        record("diverged", error=str(error))
+        raise
+    except (KeyboardInterrupt, SystemExit):
+        # Ctrl-C (Lightning turns it into sys.exit) or SIGTERM (SIGTERMException)
+        record("interrupted")
+        saved = next((c.saved for c in callbacks if isinstance(c, CheckpointOnInterrupt)), None)
+        where = f"checkpoint saved to {saved}" if saved else "no checkpoint saved"
+        print(
+            f"genlab-train: interrupted at epoch {trainer.current_epoch}, step "
+            f"{trainer.global_step}; {where}; resume with: genlab-train "
+            f"hydra.run.dir={output_dir} ckpt_path=last (and the same overrides)",
+            file=sys.stderr,
+            flush=True,
         )
+        sys.exit(143 if trainer.received_sigterm else 130)
+    metrics = record("completed")
+    if trainer.is_global_zero:
         print_summary(output_dir, metrics, trainer)
     return metrics
 

@@ -81,11 +81,13 @@ def load_or_train_classifier(
     # the file name changes with the data and with the training recipe
     name = f"classifier-{fingerprint(images, labels)}-{RECIPE}-e{epochs}.pt"
     path = Path(cache_dir) / name
-    model = DigitClassifier(images.shape[1], num_classes)
-    if path.is_file():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return model.eval(), path, True
-    model = train_classifier(images.cpu(), labels.cpu(), num_classes, epochs)
+    # the global RNG stays untouched, so that evaluating never changes how training goes on
+    with torch.random.fork_rng(devices=[]):
+        model = DigitClassifier(images.shape[1], num_classes)
+        if path.is_file():
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            return model.eval(), path, True
+        model = train_classifier(images.cpu(), labels.cpu(), num_classes, epochs)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.tmp")
     torch.save(model.state_dict(), partial)

@@ -4,6 +4,8 @@ Callbacks and `genlab-sample` talk to a model only through `sample(n, labels, ge
 `num_classes` and `conditional`.
 """
 
+import random
+
 import lightning as L
 import torch
 from torch import Tensor, nn
@@ -20,6 +22,27 @@ class GenerativeModule(L.LightningModule):
     num_classes: int = 0
     # what to call each optimizer's learning rate in the logs: lr/<name> (one optimizer: lr)
     optimizer_names: tuple[str, ...] = ()
+    # the latest step's losses (and, for GANs, D's weaker accuracy) for the divergence guard
+    guard_values: dict[str, Tensor] | None = None
+    guard_saturation: Tensor | None = None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Store the RNG states, so that a resumed run draws the same noise as an
+        uninterrupted one (Lightning restores weights, optimizers and loops, not RNGs)."""
+        checkpoint["rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("rng_states")
+        if not states:
+            return
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
+        random.setstate(states["python"])
 
     def on_train_epoch_start(self) -> None:
         """Log each optimizer's learning rate once per epoch (schedules included)."""
@@ -57,6 +80,10 @@ class GenerativeModule(L.LightningModule):
     ) -> Tensor:
         """n samples from the model, in data space, on the model's device."""
         raise NotImplementedError
+
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one sample (drawn once to find out; models that know it say so)."""
+        return tuple(self.sample(2).shape[1:])
 
     def noise(self, shape: tuple[int, ...], generator: torch.Generator | None = None) -> Tensor:
         """Standard normal noise on the model's device; reproducible when `generator` is given

@@ -139,6 +139,11 @@ class GAN(GenerativeModule):
         # 2. Train G so that D scores G(z) as real, with D held fixed.
         g_stats = self.generator_step(real.shape[0], labels, opt_g)
 
+        # what the divergence guard watches (no sync here: it reads them every few steps)
+        self.guard_values = {"loss/d": d_stats["loss/d"], "loss/g": g_stats["loss/g"]}
+        if "d/acc_real" in d_stats:
+            self.guard_saturation = torch.minimum(d_stats["d/acc_real"], d_stats["d/acc_fake"])
+
         if self.logging_this_step():
             self.log_dict(d_stats | g_stats, on_step=True, on_epoch=False)
 

@@ -58,6 +58,9 @@ class PixelCNN(GenerativeModule):
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler(optimizer)}
 
+    def sample_shape(self) -> tuple[int, ...]:
+        return self.shape  # no need to sample H x W passes to know it
+
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         return self.net(x, labels)
 
@@ -84,6 +87,7 @@ class PixelCNN(GenerativeModule):
             check_binary(x, "or model.net.levels=256 for grey levels")
             self.data_checked = True
         loss = self.nll(x, labels).mean()
+        self.guard_values = {"loss/nll": loss.detach()}
         if self.logging_this_step():
             nll = loss.detach()
             self.log_dict(

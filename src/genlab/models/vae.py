@@ -127,6 +127,7 @@ class VAE(GenerativeModule):
         terms = self.terms(x, labels)
         rec, kl = terms["rec"].mean(), terms["kl"].mean()
         loss = rec + self.beta * kl
+        self.guard_values = {"loss/total": loss.detach()}
         if not self.variational:
             self.track_codes(terms["z"].detach())
         if self.logging_this_step():

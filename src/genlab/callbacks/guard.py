@@ -1,0 +1,85 @@
+"""Runs that die keep what they had: a divergence guard and a checkpoint on interruption."""
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from genlab.errors import DivergenceError
+
+
+class DivergenceGuard(L.Callback):
+    """Stops training when a loss becomes NaN or Inf, or when D has won outright for
+    `saturation_window` batches (D's accuracy on real and on fake samples both at least
+    `saturation_level`: G then learns nothing). It raises a one-line DivergenceError that
+    names the step, the loss and a fix; the checkpoints of earlier epochs stay as they are.
+
+    Models expose their latest step's losses as `guard_values` (tensors) and, for GANs, D's
+    weaker accuracy as `guard_saturation`. Checking costs a device sync, so it happens every
+    `check_every_n_steps` batches and at each epoch end, before any checkpoint is written.
+    """
+
+    def __init__(
+        self,
+        check_every_n_steps: int = 10,
+        saturation_window: int = 2000,
+        saturation_level: float = 0.99,
+    ) -> None:
+        self.every = max(1, check_every_n_steps)
+        self.saturation_window = saturation_window
+        self.saturation_level = saturation_level
+        self.saturated_batches = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if (batch_idx + 1) % self.every == 0:
+            self.check(trainer, pl_module, self.every)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer, pl_module, 0)
+
+    def check(self, trainer: L.Trainer, pl_module: L.LightningModule, batches: int) -> None:
+        values = getattr(pl_module, "guard_values", None) or {}
+        for name, value in values.items():
+            if not bool(torch.isfinite(value).all()):
+                raise DivergenceError(
+                    f"{name} became {float(value)} at step {trainer.global_step} "
+                    f"(epoch {trainer.current_epoch}); {self.advice(pl_module)}"
+                )
+        saturation = getattr(pl_module, "guard_saturation", None)
+        if saturation is None or not self.saturation_window or not batches:
+            return
+        if float(saturation) >= self.saturation_level:
+            self.saturated_batches += batches
+        else:
+            self.saturated_batches = 0
+        if self.saturated_batches >= self.saturation_window:
+            raise DivergenceError(
+                f"D has told real from fake with accuracy >= {self.saturation_level} for "
+                f"{self.saturated_batches} batches up to step {trainer.global_step} "
+                f"(epoch {trainer.current_epoch}), so G gets no signal; {self.advice(pl_module)}"
+            )
+
+    @staticmethod
+    def advice(pl_module: L.LightningModule) -> str:
+        lr = getattr(pl_module.hparams, "lr", None)
+        lower = f"lower model.lr (now {lr:g})" if lr else "lower model.lr"
+        if hasattr(pl_module, "discriminator"):
+            return f"{lower}, or try model=wgan_gp; the checkpoints of earlier epochs are kept"
+        return f"{lower}; the checkpoints of earlier epochs are kept"
+
+
+class CheckpointOnInterrupt(L.Callback):
+    """Ctrl-C or SIGTERM (a cluster's preemption notice): save `dirpath/last.ckpt` where
+    training stands, so that `ckpt_path=last` carries on from there."""
+
+    def __init__(self, dirpath: str) -> None:
+        self.dirpath = Path(dirpath)
+        self.saved: Path | None = None
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception) -> None:
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
+            return
+        path = self.dirpath / "last.ckpt"
+        trainer.save_checkpoint(path)
+        self.saved = path

@@ -1,0 +1,146 @@
+"""Resume, divergence, interruption: a run that dies loses nothing and says why."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from genlab.callbacks.guard import DivergenceGuard
+from genlab.errors import DivergenceError
+
+from conftest import BIN, TESTS, one_line_error
+
+SHORT = [
+    "trainer.enable_progress_bar=false",
+    "trainer.limit_train_batches=6",
+    "trainer.max_epochs=4",
+    "callbacks.sample_quality.num_samples=300",
+    "trainer.log_every_n_steps=1",
+]
+CASES = {
+    "gan": ["model=gan"],
+    "wgan_gp": ["model=wgan_gp", "data=ring"],
+    "vae": ["model=vae", "data=digits", "data.image_size=8", "data.binarize=true"],
+}
+
+
+def final_state(output_dir: Path) -> dict[str, torch.Tensor]:
+    checkpoint = torch.load(output_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    return checkpoint["state_dict"]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(run_train, case):
+    overrides = [*CASES[case], *SHORT]
+    full, full_dir = run_train(overrides, name="full")
+    stop = ["+callbacks.stop._target_=helpers.StopAfterEpochs", "+callbacks.stop.epochs=2"]
+    cut, cut_dir = run_train([*overrides, *stop], name="cut")
+    assert json.loads((cut_dir / "metrics.json").read_text())["epochs"] == 2
+    resumed, resumed_dir = run_train(
+        [*overrides, f"ckpt_path={cut_dir / 'checkpoints' / 'last.ckpt'}"], name="cut"
+    )
+    assert resumed_dir == cut_dir
+    # the same numbers, bit for bit: metrics, last logged losses, weights
+    assert resumed.keys() == full.keys()
+    for name, value in full.items():
+        if name == "lr" or not math.isfinite(value):
+            continue
+        assert resumed[name] == value, (name, resumed[name], value)
+    full_state, resumed_state = final_state(full_dir), final_state(resumed_dir)
+    assert all(torch.equal(full_state[k], resumed_state[k]) for k in full_state)
+    record = json.loads((resumed_dir / "metrics.json").read_text())
+    assert record["status"] == "completed" and record["epochs"] == 4
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(run_train, tmp_path):
+    poison = [
+        "+callbacks.poison._target_=helpers.PoisonWeights",
+        "+callbacks.poison.epoch=1",
+        "+callbacks.poison.batch=2",
+    ]
+    with pytest.raises(DivergenceError, match=r"loss/\w became nan at step \d+ \(epoch 1\)"):
+        run_train([*SHORT, *poison], name="nan")
+    output_dir = tmp_path / "nan"
+    record = json.loads((output_dir / "metrics.json").read_text())
+    assert record["status"] == "diverged" and "lower model.lr" in record["error"]
+    state = final_state(output_dir)  # written at the end of epoch 0, before the NaN
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+class FakeModule:
+    def __init__(self, saturation: float) -> None:
+        self.guard_values = {"loss/d": torch.tensor(0.01)}
+        self.guard_saturation = torch.tensor(saturation)
+        self.hparams = {}
+
+
+class FakeTrainer:
+    global_step = 120
+    current_epoch = 3
+
+
+def test_the_guard_stops_a_saturated_discriminator_after_its_window():
+    guard = DivergenceGuard(check_every_n_steps=10, saturation_window=30)
+    module = FakeModule(1.0)
+    guard.check(FakeTrainer(), module, 10)
+    guard.check(FakeTrainer(), FakeModule(0.5), 10)  # D lost a bit: the count starts again
+    guard.check(FakeTrainer(), module, 10)
+    guard.check(FakeTrainer(), module, 10)
+    with pytest.raises(DivergenceError, match="for 30 batches"):
+        guard.check(FakeTrainer(), module, 10)
+    assert DivergenceGuard(saturation_window=0).check(FakeTrainer(), module, 10) is None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_signal_saves_a_checkpoint_and_the_run_resumes_in_its_folder(tmp_path, sig):
+    run = tmp_path / "run"
+    command = [
+        str(BIN / "genlab-train"), "trainer.max_epochs=200", "trainer.enable_progress_bar=false",
+        "callbacks.sample_quality.every_n_epochs=50", f"hydra.run.dir={run}",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    process = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    last = run / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while not last.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.5)
+    assert last.exists(), process.communicate()[1][-2000:]
+    first_save = last.stat().st_mtime_ns
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == (143 if sig == signal.SIGTERM else 130), stderr[-2000:]
+    assert "Traceback" not in stderr, stderr[-2000:]
+    message = [line for line in stderr.splitlines() if line.startswith("genlab-train:")]
+    assert len(message) == 1 and "ckpt_path=last" in message[0], stderr[-2000:]
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "interrupted"
+    assert last.stat().st_mtime_ns > first_save  # saved again where training stood
+    stopped = torch.load(last, weights_only=False)["global_step"]
+
+    resumed = subprocess.run(
+        [*command[:1], f"trainer.max_epochs={record['epochs'] + 2}",
+         *command[2:], "ckpt_path=last"],
+        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "completed" and record["global_step"] > stopped
+    # one TensorBoard run: the resumed events sit beside the first ones
+    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 2
+
+
+def test_ckpt_path_last_without_a_checkpoint_is_a_one_line_error(tmp_path):
+    from conftest import cli
+
+    result = cli(
+        "genlab-train", "ckpt_path=last", f"hydra.run.dir={tmp_path / 'new'}", cwd=tmp_path
+    )
+    assert "hydra.run.dir=<run folder> ckpt_path=last" in one_line_error(result)
