@@ -41,3 +41,23 @@ def test_gan_learns_both_moons(tmp_path):
     # both moons: generated points are near real ones and the real set is covered
     assert metrics["eval/precision"] > 0.8 and metrics["eval/recall"] > 0.8
     assert (tmp_path / "samples" / "last.png").is_file()
+
+
+def test_cgan_draws_the_digit_it_is_asked_for(tmp_path):
+    metrics, _ = train(tmp_path, "experiment=cgan_mnist_mini")
+    assert metrics["eval/cond_acc"] >= 0.9
+
+
+def test_cvae_draws_the_digit_it_is_asked_for(tmp_path):
+    metrics, _ = train(tmp_path, "experiment=cvae_mnist_mini")
+    assert metrics["eval/cond_acc"] >= 0.9
+
+
+def test_pixelcnn_likelihood_beats_the_vae_bound(tmp_path):
+    vae, _ = train(tmp_path / "vae", "experiment=vae_mnist_mini")
+    # the IWAE bound is above the ELBO and tightens with k
+    assert vae["eval/iwae_k1"] < vae["eval/iwae_k10"] < vae["eval/iwae_k100"]
+    assert vae["eval/iwae"] > vae["eval/elbo"]
+    pixelcnn, _ = train(tmp_path / "pixelcnn", "experiment=pixelcnn_mnist_mini")
+    # both on the same binarized held-out split, in nats per image
+    assert pixelcnn["eval/nll"] < -vae["eval/iwae"]
