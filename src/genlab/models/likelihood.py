@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from genlab.errors import DataError, require
+from genlab.models.base import GenerativeModule
 
 
 def check_binary(x: Tensor, fix: str) -> None:
@@ -36,3 +37,24 @@ def uniform_noise(shape: tuple[int, ...], generator: torch.Generator | None, dev
     if generator is None:
         return torch.rand(shape, device=device)
     return torch.rand(shape, generator=generator).to(device)
+
+
+class LikelihoodModel(GenerativeModule):
+    """The VAE family and PixelCNN: one optimizer (`self.optimizer`, a factory) with an
+    optional LR schedule (`self.lr_scheduler`), trained by Lightning's automatic loop."""
+
+    optimizer = None
+    lr_scheduler = None
+    data_checked = False
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer(self.parameters())
+        if self.lr_scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler(optimizer)}
+
+    def check_binary_once(self, x: Tensor, fix: str) -> None:
+        """A Bernoulli likelihood needs binary data: look at the first batch only."""
+        if not self.data_checked:
+            check_binary(x, fix)
+            self.data_checked = True

@@ -14,11 +14,11 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from genlab.errors import check_num_classes, require
-from genlab.models.base import GenerativeModule, evaluating
-from genlab.models.likelihood import bernoulli_nll, bits_per_dim, check_binary, uniform_noise
+from genlab.models.base import evaluating
+from genlab.models.likelihood import LikelihoodModel, bernoulli_nll, bits_per_dim, uniform_noise
 
 
-class PixelCNN(GenerativeModule):
+class PixelCNN(LikelihoodModel):
     loss_charts = {"held-out and training NLL": ["loss/nll", "eval/nll"]}
 
     def __init__(
@@ -50,13 +50,6 @@ class PixelCNN(GenerativeModule):
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.sample_batch_size = max(1, sample_batch_size)
-        self.data_checked = False
-
-    def configure_optimizers(self):
-        optimizer = self.optimizer(self.parameters())
-        if self.lr_scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler(optimizer)}
 
     def sample_shape(self) -> tuple[int, ...]:
         return self.shape  # no need to sample H x W passes to know it
@@ -83,9 +76,8 @@ class PixelCNN(GenerativeModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, labels = batch
         labels = labels if self.conditional else None
-        if not self.data_checked and self.levels == 2:
-            check_binary(x, "or model.net.levels=256 for grey levels")
-            self.data_checked = True
+        if self.levels == 2:
+            self.check_binary_once(x, "or model.net.levels=256 for grey levels")
         loss = self.nll(x, labels).mean()
         self.guard_values = {"loss/nll": loss.detach()}
         if self.logging_this_step():

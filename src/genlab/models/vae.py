@@ -25,13 +25,13 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from genlab.errors import check_num_classes, require
 from genlab.losses import gaussian_kl
-from genlab.models.base import GenerativeModule, evaluating
-from genlab.models.likelihood import bernoulli_nll, bits_per_dim, check_binary
+from genlab.models.base import evaluating
+from genlab.models.likelihood import LikelihoodModel, bernoulli_nll, bits_per_dim
 
 LIKELIHOODS = ("bernoulli", "bce", "gaussian")
 
 
-class VAE(GenerativeModule):
+class VAE(LikelihoodModel):
     loss_charts = {"ELBO terms": ["loss/rec", "loss/kl", "loss/total"]}
 
     def __init__(
@@ -77,13 +77,6 @@ class VAE(GenerativeModule):
         # The AE has no prior; it samples from a Gaussian fitted to its training codes.
         self.register_buffer("code_mean", torch.zeros(latent_dim))
         self.register_buffer("code_std", torch.ones(latent_dim))
-        self.data_checked = False
-
-    def configure_optimizers(self):
-        optimizer = self.optimizer(self.parameters())
-        if self.lr_scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler(optimizer)}
 
     # --- the model -------------------------------------------------------------------------
 
@@ -121,9 +114,8 @@ class VAE(GenerativeModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, labels = batch
         labels = labels if self.conditional else None
-        if not self.data_checked and self.likelihood == "bernoulli":
-            check_binary(x, "or use model.likelihood=bce for grey levels")
-            self.data_checked = True
+        if self.likelihood == "bernoulli":
+            self.check_binary_once(x, "or use model.likelihood=bce for grey levels")
         terms = self.terms(x, labels)
         rec, kl = terms["rec"].mean(), terms["kl"].mean()
         loss = rec + self.beta * kl
