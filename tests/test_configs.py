@@ -3,11 +3,15 @@
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from test_translation import write_png
 
 import genlab
+from genlab.errors import DataError
+from genlab.train import check_model_kind, instantiate_model
 
 from conftest import compose_train
 
@@ -58,21 +62,45 @@ def test_model_and_data_instantiate(model, data, tmp_path):
         folder = tmp_path / "images" / "only_class"
         folder.mkdir(parents=True)
         overrides.append(f"data.root={folder.parent}")
+    if data == "paired_folder":
+        for name in ("train", "val"):
+            (tmp_path / "pairs" / name).mkdir(parents=True)
+            write_png(tmp_path / "pairs" / name / "0.png", np.zeros((8, 16, 3)))
+        overrides.append(f"data.root={tmp_path / 'pairs'}")
+    if data == "unpaired_folder":
+        for name in ("trainA", "trainB"):
+            (tmp_path / "domains" / name).mkdir(parents=True)
+            for i in range(2):
+                write_png(tmp_path / "domains" / name / f"{i}.png", np.zeros((8, 8, 3)))
+        overrides.append(f"data.root={tmp_path / 'domains'}")
     cfg = compose_train(overrides, tmp_path)
     datamodule = instantiate(cfg.data)
+    translation = model in ("pix2pix", "cyclegan")
+    if translation != hasattr(datamodule, "shape_a"):
+        with pytest.raises(DataError, match="pix2pix"):
+            check_model_kind(cfg.model, datamodule)
+        return
+    if translation:
+        module = instantiate_model(cfg.model)[0]
+        for direction in module.directions:
+            images = datamodule.eval_set()[0 if direction == "ab" else 1][:2]
+            out_shape = datamodule.shape if direction == "ab" else datamodule.shape_a
+            assert module.translate(images, direction).shape == (len(images), *out_shape)
+        assert module.sample_shape() == tuple(datamodule.shape)
+        return
     if model == "acgan" and len(datamodule.shape) == 1:
         with pytest.raises(InstantiationException, match="needs image data"):
-            instantiate(cfg.model)
+            instantiate_model(cfg.model)[0]
         return
     if model == "pixelcnn" and len(datamodule.shape) == 1:
         with pytest.raises(InstantiationException, match="PixelCNN models images"):
-            instantiate(cfg.model)
+            instantiate_model(cfg.model)[0]
         return
     if model in ("cgan", "acgan", "cvae") and data == "image_folder":  # num_classes: null until set
         with pytest.raises(InstantiationException, match="no known classes"):
-            instantiate(cfg.model)
+            instantiate_model(cfg.model)[0]
         return
-    module = instantiate(cfg.model)
+    module = instantiate_model(cfg.model)[0]
     n = 2 if model == "pixelcnn" else 7
     assert module.sample(n).shape == (n, *datamodule.shape)
     assert module.sample_shape() == tuple(datamodule.shape)

@@ -2,7 +2,13 @@
 
 import csv
 import json
+import os
+import socket
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -12,7 +18,7 @@ from genlab.errors import GenlabError
 from genlab.report import find_sweep, report
 from genlab.train import job_name
 
-from conftest import cli, one_line_error
+from conftest import BIN, cli, one_line_error
 
 TINY = [
     "trainer.enable_progress_bar=false",
@@ -28,13 +34,21 @@ def jobs_of(sweep: Path) -> list[Path]:
     return sorted(p.parent.parent for p in sweep.glob("*/.hydra/overrides.yaml"))
 
 
-def test_a_2x2_sweep_reports_every_job(tmp_path):
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory):
+    """The seed's 2 x 2 grid of lr and batch size, a few batches per job: (folder, sweep, result)."""
+    tmp_path = tmp_path_factory.mktemp("sweep2x2")
     sweep = tmp_path / "sweep"
     result = cli(
         "genlab-train", "-m", "model.lr=1e-4,1e-3", "data.batch_size=50,250", *TINY,
         f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    return tmp_path, sweep, result
+
+
+def test_a_2x2_sweep_reports_every_job(finished_sweep):
+    tmp_path, sweep, result = finished_sweep
     jobs = jobs_of(sweep)
     names = sorted(job.name for job in jobs)
     assert names == [
@@ -164,29 +178,95 @@ def test_optuna_sweeper_runs_trials(tmp_path):
     assert len(set(lrs)) == 3 and all(1e-5 <= lr <= 1e-2 for lr in lrs)
 
 
-def test_joblib_runs_jobs_in_parallel_with_a_share_of_the_threads(tmp_path):
-    sweep = tmp_path / "joblib"
+def launcher_sweep(tmp_path: Path, launcher: str, *overrides: str) -> list[dict]:
+    """Two fast jobs (seeds 1 and 2) under a Hydra launcher; their metrics.json records."""
+    sweep = tmp_path / "sweep"
     result = cli(
-        "genlab-train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-        "seed=1,2", "debug=fdr", "logger=none", "callbacks.sample_quality.num_samples=200",
-        f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=600,
+        "genlab-train", "-m", f"hydra/launcher={launcher}", *overrides, "seed=1,2", "debug=fdr",
+        "logger=none", "callbacks.sample_quality.num_samples=200", f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path, timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     records = [json.loads((job / "metrics.json").read_text()) for job in jobs_of(sweep)]
     assert len(records) == 2 and all(r["status"] == "completed" for r in records)
-    import os
+    return records
 
+
+def test_joblib_runs_jobs_in_parallel_with_a_share_of_the_threads(tmp_path):
+    records = launcher_sweep(tmp_path, "joblib", "hydra.launcher.n_jobs=2")
     assert all(r["threads"] == max(1, (os.cpu_count() or 1) // 2) for r in records)
 
 
 @pytest.mark.slow
 def test_submitit_local_launcher_runs_a_sweep(tmp_path):
-    sweep = tmp_path / "submitit"
-    result = cli(
-        "genlab-train", "-m", "hydra/launcher=submitit_local", "seed=1,2", "debug=fdr",
-        "logger=none", "callbacks.sample_quality.num_samples=200",
-        f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=900,
+    launcher_sweep(tmp_path, "submitit_local")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_tensorboard_serves_every_job_of_a_sweep(finished_sweep):
+    """A real TensorBoard server over the finished sweep, asked through its HTTP API."""
+    _, sweep, _ = finished_sweep
+    port = free_port()
+    server = subprocess.Popen(
+        [str(BIN / "tensorboard"), "--logdir", str(sweep), "--host", "127.0.0.1",
+         "--port", str(port), "--load_fast=false", "--reload_interval=1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    records = [json.loads((job / "metrics.json").read_text()) for job in jobs_of(sweep)]
-    assert len(records) == 2 and all(r["status"] == "completed" for r in records)
+    base = f"http://127.0.0.1:{port}/data"
+
+    def get(path: str, request: dict | None = None):
+        """GET a route; the hparams plugin takes its request as JSON in `?request=`."""
+        query = "" if request is None else "?request=" + quote(json.dumps(request))
+        with urllib.request.urlopen(f"{base}/{path}{query}", timeout=10) as response:
+            return json.loads(response.read())
+
+    jobs = [job.name for job in jobs_of(sweep)]
+    expected_runs = {f"{job}/tensorboard" for job in jobs}
+    try:
+        deadline = time.monotonic() + 90
+        runs: list[str] = []
+        while time.monotonic() < deadline:
+            try:
+                runs = get("runs")
+                if expected_runs <= set(runs):
+                    break
+            except OSError:
+                pass  # not listening yet
+            assert server.poll() is None, server.stderr.read().decode()[-2000:]
+            time.sleep(0.5)
+        # runs are told apart by their overrides, not by a number
+        assert expected_runs <= set(runs), runs
+        scalars = get("plugin/scalars/tags")
+        images = get("plugin/images/tags")
+        for run in expected_runs:
+            assert {"loss/d", "loss/g", "eval/fd", "final/eval/fd"} <= set(scalars[run]), run
+            assert "samples/scatter" in images[run], run
+            points = get(f"plugin/scalars/scalars?run={quote(run)}&tag={quote('loss/d')}")
+            assert points and all(len(point) == 3 for point in points)  # wall time, step, value
+        experiment = get("plugin/hparams/experiment", {"experimentName": ""})
+        hparam_names = {info["name"] for info in experiment["hparamInfos"]}
+        assert {"model/lr", "data/batch_size"} <= hparam_names, hparam_names
+        metric_tags = {info["name"]["tag"] for info in experiment["metricInfos"]}
+        assert "final/eval/fd" in metric_tags, metric_tags
+        groups = get(
+            "plugin/hparams/session_groups",
+            {"experimentName": "", "startIndex": 0, "sliceSize": 100,
+             "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
+                                 "STATUS_RUNNING"],
+             "colParams": [{"metric": {"tag": "final/eval/fd"}},
+                           {"hparam": "model/lr"}, {"hparam": "data/batch_size"}]},
+        )["sessionGroups"]  # fmt: skip
+        assert len(groups) == 4
+        settings = {(g["hparams"]["model/lr"], g["hparams"]["data/batch_size"]) for g in groups}
+        assert settings == {(0.0001, 50), (0.0001, 250), (0.001, 50), (0.001, 250)}
+        for group in groups:
+            (final_fd,) = [m for m in group["metricValues"] if m["name"]["tag"] == "final/eval/fd"]
+            assert final_fd["value"] >= 0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -12,13 +12,13 @@ import sys
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from genlab.checkpoints import check_compatible, load_checkpoint
 from genlab.errors import ConfigError, require, user_error
 from genlab.plotting import picture, save_png
+from genlab.train import instantiate_model
 
 DEFAULTS = {"ckpt": None, "n": 1000, "out": "samples", "labels": None, "seed": 0, "device": "cpu"}
 
@@ -44,7 +44,7 @@ def parse_args(argv: list[str]) -> dict:
 
 def load_model(path: str, device: str = "cpu"):
     checkpoint = load_checkpoint(path)
-    model = instantiate(checkpoint["genlab"]["model"])
+    model, _ = instantiate_model(checkpoint["genlab"]["model"])
     check_compatible(checkpoint, model, path)
     model.load_state_dict(checkpoint["state_dict"])
     return model.to(device).eval()

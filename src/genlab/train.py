@@ -21,7 +21,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -95,8 +95,34 @@ def check_hardware(cfg: DictConfig) -> None:
         )
 
 
+def check_model_kind(model_cfg: DictConfig, datamodule: L.LightningDataModule) -> None:
+    """Translation models need two image domains, the others one; say so before the model's
+    config tries to read what the data does not have."""
+    translates = hasattr(get_class(model_cfg._target_), "translate")
+    two_domains = hasattr(datamodule, "shape_a")
+    require(
+        translates or not two_domains,
+        "this data holds pairs of image domains, for model=pix2pix or model=cyclegan; "
+        "a generative model needs one domain (e.g. data=mnist_mini)",
+        DataError,
+    )
+    require(
+        two_domains or not translates,
+        "pix2pix and CycleGAN translate between two image domains: use data=digits_edges "
+        "(paired), data=digits_inverted (unpaired) or a folder (data=paired_folder, "
+        "data=unpaired_folder)",
+        DataError,
+    )
+
+
 def check_model_fits_data(model: L.LightningModule, datamodule: L.LightningDataModule) -> None:
     """Fail before training when the model cannot learn this data."""
+    if hasattr(model, "translate"):
+        require(
+            model.in_shape == tuple(datamodule.shape_a),
+            f"the model takes inputs of shape {list(model.in_shape)} but domain A holds "
+            f"{list(datamodule.shape_a)}; leave model.in_shape at '${{data.shape_a}}'",
+        )
     if model.conditional or model.num_classes is None:
         require(
             datamodule.labelled,
@@ -115,6 +141,27 @@ def check_model_fits_data(model: L.LightningModule, datamodule: L.LightningDataM
         f"the model makes samples of shape {list(made)} but the data has {list(datamodule.shape)}; "
         f"leave the nets' in_shape/out_shape at '${{data.shape}}' or change data.image_size/channels",
     )
+
+
+SPEED_KEYS = ("compile", "channels_last")
+
+
+def instantiate_model(model_cfg: DictConfig | dict) -> tuple[L.LightningModule, dict[str, Any]]:
+    """The model from its config, and the speed settings (`model.compile`,
+    `model.channels_last`) that genlab-train applies to it rather than pass to it."""
+    config = OmegaConf.create(model_cfg) if isinstance(model_cfg, dict) else model_cfg.copy()
+    with open_dict(config):
+        speed = {key: config.pop(key) for key in SPEED_KEYS if key in config}
+    return instantiate(config, _convert_="all"), speed
+
+
+def wants_channels_last(setting: Any, cfg: DictConfig, datamodule) -> bool:
+    """model.channels_last: true, false, or auto (on for images on a GPU, where convolutions
+    run faster in NHWC; on CPUs it rarely helps)."""
+    if str(setting) != "auto":
+        return bool(setting)
+    on_gpu = str(cfg.trainer.get("accelerator", "cpu")) in ("gpu", "cuda")
+    return on_gpu and len(datamodule.shape) == 3
 
 
 def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
@@ -257,7 +304,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     # Plain containers, not OmegaConf nodes: checkpoints must load with weights_only=True.
     datamodule: L.LightningDataModule = instantiate(cfg.data, _convert_="all")
-    model: L.LightningModule = instantiate(cfg.model, _convert_="all")
+    check_model_kind(cfg.model, datamodule)
+    model, speed = instantiate_model(cfg.model)
     choices = hydra_choices()
     run_config = {
         "model": OmegaConf.to_container(cfg.model, resolve=True),
@@ -267,6 +315,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # Load the data now, so that a missing dataset fails before training starts.
     datamodule.setup("fit")
     check_model_fits_data(model, datamodule)
+    channels_last = wants_channels_last(speed.get("channels_last", "auto"), cfg, datamodule)
+    model.speed_up(bool(speed.get("compile", False)), channels_last)
     if cfg.get("ckpt_path"):
         check_compatible(load_checkpoint(cfg.ckpt_path), model, cfg.ckpt_path)
 
@@ -337,11 +387,21 @@ def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
     name = cfg.get("optimized_metric")
     if not name:
         return None
-    require(
-        name in metrics,
-        f"optimized_metric={name} was not computed; choose one of {sorted(metrics)}",
-    )
+    if name not in metrics:
+        message = f"optimized_metric={name} was not computed; choose one of {sorted(metrics)}"
+        # only a sweeper that optimizes (Optuna) needs the value; a plain run just says so
+        require(not optimizing_sweeper(), message)
+        print(f"genlab-train: note: {message}", file=sys.stderr)
+        return None
     return metrics[name]
+
+
+def optimizing_sweeper() -> bool:
+    """True inside a multirun whose sweeper optimizes the returned value (not a grid)."""
+    if not in_multirun():
+        return False
+    target = str(HydraConfig.get().sweeper.get("_target_", ""))
+    return "BasicSweeper" not in target
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

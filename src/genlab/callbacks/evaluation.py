@@ -15,6 +15,7 @@ from genlab.metrics import (
     prdc,
 )
 from genlab.metrics.inception import check_inception_fid_available, inception_fid_score
+from genlab.metrics.translation import image_errors
 
 
 class SampleQuality(L.Callback):
@@ -47,6 +48,7 @@ class SampleQuality(L.Callback):
         seed: int = 4321,
         cache_dir: str = "data/classifiers",
         inception_fid: bool = False,
+        classifier_epochs: int = 15,
     ) -> None:
         self.num_samples = num_samples
         self.every_n_epochs = every_n_epochs
@@ -56,7 +58,8 @@ class SampleQuality(L.Callback):
         self.inception_fid = inception_fid
         if inception_fid:
             check_inception_fid_available()  # fail at the start, not after an hour of training
-        self.classifier = None
+        self.classifier_epochs = classifier_epochs
+        self.classifiers: dict[str, torch.nn.Module] = {}  # per domain ("data", "a", "b")
         self.classifier_from_cache: bool | None = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -69,6 +72,8 @@ class SampleQuality(L.Callback):
     def evaluate(
         self, datamodule: L.LightningDataModule, pl_module: L.LightningModule
     ) -> dict[str, float]:
+        if hasattr(pl_module, "translate"):
+            return self.translation_metrics(datamodule, pl_module)
         generator = torch.Generator().manual_seed(self.seed)
         labels = pl_module.resolve_labels(self.num_samples, None)
         fake = pl_module.sample(self.num_samples, labels, generator=generator).cpu()
@@ -124,10 +129,57 @@ class SampleQuality(L.Callback):
             metrics["inception_fid"] = inception_fid_score(real, fake)
         return metrics
 
-    def get_classifier(self, datamodule):
-        if self.classifier is None:
-            images, labels = datamodule.train_set
-            self.classifier, _, self.classifier_from_cache = load_or_train_classifier(
-                images.cpu(), labels.cpu(), datamodule.num_classes, self.cache_dir
+    def translation_metrics(self, datamodule, pl_module) -> dict[str, float]:
+        """Image-to-image models on the held-out split, per direction d ('ab', 'ba'):
+        `l1_d` and `psnr_d` against the true translation where the data knows it,
+        `cycle_l1_<domain>` (there and back) for two-way models, and `label_kept_d` (the
+        held-out label read back from the translated image by a digit classifier trained on
+        the target domain) with `real_acc_<domain>` (that classifier on real images, the
+        ceiling). One-way models (pix2pix) drop the `_ab` suffix; two-way ones also report
+        `label_kept`, the mean over both directions."""
+        a, b, labels_a, labels_b = (t.cpu() for t in datamodule.eval_set())
+        held_out = {"ab": (a, labels_a, b, "b"), "ba": (b, labels_b, a, "a")}
+        one_way = len(pl_module.directions) == 1
+        metrics = {}
+        for direction in pl_module.directions:
+            source, labels, target, domain = held_out[direction]
+            source, labels = source[: self.num_samples], labels[: self.num_samples]
+            translated = batched(lambda x, d=direction: pl_module.translate(x, d).cpu(), source)
+            found = {}
+            if datamodule.aligned_eval:
+                found |= image_errors(translated, target[: self.num_samples])
+            if datamodule.labelled:
+                classifier = self.get_classifier(datamodule, domain)
+                target_labels = labels_b if domain == "b" else labels_a
+                found["label_kept"] = accuracy(batched(classifier, translated), labels)
+                metrics[f"real_acc_{domain}"] = accuracy(batched(classifier, target), target_labels)
+            if one_way:
+                metrics |= found
+                continue
+            back = "ba" if direction == "ab" else "ab"
+            restored = batched(lambda x, d=back: pl_module.translate(x, d).cpu(), translated)
+            metrics[f"cycle_l1_{direction[0]}"] = image_errors(restored, source)["l1"]
+            metrics |= {f"{key}_{direction}": value for key, value in found.items()}
+        if not one_way and "label_kept_ab" in metrics:
+            metrics["label_kept"] = (metrics["label_kept_ab"] + metrics["label_kept_ba"]) / 2
+        return metrics
+
+    def get_classifier(self, datamodule, domain: str = "data"):
+        """The digit classifier for the data (or for one domain of translation data)."""
+        if domain not in self.classifiers:
+            if domain == "data":
+                images, labels = datamodule.train_set
+            else:
+                images, labels = datamodule.domain_set(domain)
+            self.classifiers[domain], _, self.classifier_from_cache = load_or_train_classifier(
+                images.cpu(),
+                labels.cpu(),
+                datamodule.num_classes,
+                self.cache_dir,
+                epochs=self.classifier_epochs,
             )
-        return self.classifier
+        return self.classifiers[domain]
+
+
+def accuracy(logits: Tensor, labels: Tensor) -> float:
+    return float((logits.argmax(dim=1) == labels).float().mean())

@@ -24,8 +24,9 @@ class SamplePlots(L.Callback):
     data has them (TensorBoard tag `samples/scatter`). Images: a grid of `per_row` x
     `per_row` samples, one row per class for conditional models (tag `samples/grid`). Each
     goes to TensorBoard (step = epoch) and to `dirpath/epoch_XXX.png`; the latest also to
-    `dirpath/last.png`. Models with a `figures` method (the autoencoders) add their own
-    pictures, each under `samples/<name>` and in `dirpath/<name>/`.
+    `dirpath/last.png`. Models with a `figures` method (the autoencoders, the translation
+    models) add their own pictures, each under `samples/<name>` and in `dirpath/<name>/`
+    (a figure named `grid` in `dirpath/`: input | translated | target for pix2pix).
     """
 
     def __init__(
@@ -58,6 +59,22 @@ class SamplePlots(L.Callback):
             return
         datamodule = trainer.datamodule
         generator = torch.Generator().manual_seed(self.seed)
+        if not hasattr(pl_module, "translate"):  # translation models draw nothing from noise
+            self.publish(trainer, *self.samples_picture(pl_module, datamodule, generator, epoch))
+        if hasattr(pl_module, "figures"):  # the model's own pictures (reconstructions, ...)
+            figures = pl_module.figures(
+                *datamodule.eval_set(), generator=generator, per_row=self.per_row
+            )
+            for name, (samples, labels, nrow) in figures.items():
+                image = picture(samples, labels, title=f"{name}, epoch {epoch}", nrow=nrow)
+                # a figure named "grid" is the model's main picture: samples/epoch_XXX.png
+                folder = self.dirpath if name == "grid" else self.dirpath / name
+                self.publish(trainer, f"samples/{name}", image, epoch, folder)
+
+    def samples_picture(
+        self, pl_module, datamodule, generator: torch.Generator, epoch: int
+    ) -> tuple[str, np.ndarray, int, Path]:
+        """Samples from fixed noise: a scatter for points, a grid for images."""
         if len(datamodule.shape) == 1:
             labels = pl_module.resolve_labels(self.num_samples, None)
             fake = pl_module.sample(self.num_samples, labels, generator=generator)
@@ -66,22 +83,11 @@ class SamplePlots(L.Callback):
                 fake, labels, title=f"epoch {epoch}", real=real[: self.num_samples],
                 centers=getattr(datamodule, "centers", None),
             )  # fmt: skip
-            tag = "samples/scatter"
-        else:
-            if pl_module.conditional:
-                labels = grid_labels(pl_module.num_classes, self.per_row)
-            else:
-                labels = None
-            n = self.per_row**2 if labels is None else len(labels)
-            image = picture(pl_module.sample(n, labels, generator=generator), nrow=self.per_row)
-            tag = "samples/grid"
-        self.publish(trainer, tag, image, epoch, self.dirpath)
-        if hasattr(pl_module, "figures"):  # the model's own pictures (reconstructions, ...)
-            real, real_labels = datamodule.eval_set()
-            figures = pl_module.figures(real, real_labels, generator, per_row=self.per_row)
-            for name, (samples, labels, nrow) in figures.items():
-                image = picture(samples, labels, title=f"{name}, epoch {epoch}", nrow=nrow)
-                self.publish(trainer, f"samples/{name}", image, epoch, self.dirpath / name)
+            return "samples/scatter", image, epoch, self.dirpath
+        labels = grid_labels(pl_module.num_classes, self.per_row) if pl_module.conditional else None
+        n = self.per_row**2 if labels is None else len(labels)
+        image = picture(pl_module.sample(n, labels, generator=generator), nrow=self.per_row)
+        return "samples/grid", image, epoch, self.dirpath
 
     @staticmethod
     def publish(trainer: L.Trainer, tag: str, image: np.ndarray, epoch: int, folder: Path) -> None:

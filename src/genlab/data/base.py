@@ -42,12 +42,16 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> InMemoryBatchLoader:
         self.setup()
+        return self.batch_loader(self.train_set, seed=self.seed)
+
+    def batch_loader(self, tensors: tuple[Tensor, ...], seed: int) -> InMemoryBatchLoader:
+        """Batches of `tensors`, moved to the training device, this rank's shard under DDP."""
         trainer = self.trainer
         device = trainer.strategy.root_device if trainer else torch.device("cpu")
         return InMemoryBatchLoader(
-            tuple(t.to(device) for t in self.train_set),
+            tuple(t.to(device) for t in tensors),
             batch_size=self.batch_size,
-            seed=self.seed,
+            seed=seed,
             rank=trainer.global_rank if trainer else 0,
             world_size=trainer.world_size if trainer else 1,
         )

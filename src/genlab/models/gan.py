@@ -212,16 +212,6 @@ class GAN(GenerativeModule):
             self.optimize(loss, opt_g, self.grad_clip_g)
         return stats
 
-    def optimize(self, loss: Tensor, optimizer, grad_clip: float | None) -> None:
-        """One update: backward, gradient-norm clipping inside the step when set, step."""
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        if grad_clip:
-            self.clip_gradients(
-                optimizer, gradient_clip_val=grad_clip, gradient_clip_algorithm="norm"
-            )
-        optimizer.step()
-
     @torch.no_grad()
     def sample(
         self, n: int, labels: Tensor | int | None = None, generator: torch.Generator | None = None

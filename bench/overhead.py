@@ -1,0 +1,339 @@
+"""What does genlab cost over the loop a user would write by hand?
+
+Times `genlab-train`'s training loop (the real `genlab.train.train`, default logging on:
+TensorBoard scalars, the epoch's sample grid or scatter, the divergence guard) against a
+plain PyTorch loop written below, with the same nets, losses, optimizers, batch size and
+data, doing the same alternating steps. Rounds alternate in one process (genlab, plain,
+genlab, plain, ...); each reports steps (batches) per second over the steps after a warm-up,
+and the table gives the median of each and their ratio.
+
+Not counted on either side: start-up (data loading, building the nets), checkpoints and the
+sample-quality evaluation, which the plain loop does not do.
+
+    python bench/overhead.py                      # CPU, the four workloads -> bench/results.md
+    python bench/overhead.py --device cuda        # the same on a GPU (fp32)
+    python bench/overhead.py --quick --out /tmp/r.md   # a few steps each: does it all run?
+"""
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
+
+from genlab.losses import gaussian_kl, gradient_penalty
+from genlab.train import instantiate_model, train
+
+# workload -> (overrides, target ratio genlab / plain)
+WORKLOADS = {
+    "moons GAN (MLP, batch 256)": (["model=gan", "data=moons", "data.batch_size=256"], 0.90),
+    "DCGAN mnist_mini 32x32 (batch 64)": (
+        ["model=dcgan", "data=mnist_mini", "data.image_size=32", "data.batch_size=64"],
+        0.95,
+    ),
+    "WGAN-GP ring (5 critic steps)": (["model=wgan_gp", "data=ring"], 0.90),
+    "VAE mnist_mini (MLP, batch 100)": (["experiment=vae_mnist_mini"], 0.95),
+}
+GPU_WORKLOADS = {
+    "DCGAN mnist_mini 64x64 (batch 128)": (
+        ["model=dcgan", "data=mnist_mini", "data.image_size=64", "data.batch_size=128"],
+        0.95,
+    ),
+}
+# (precision, torch.compile) per device
+VARIANTS = {
+    "cpu": [("32-true", False)],
+    "cuda": [("32-true", False), ("bf16-mixed", False), ("bf16-mixed", True)],
+}
+# the default callbacks that log; checkpoints and the evaluation are left out on both sides
+KEPT_CALLBACKS = ("sample_plots", "divergence_guard")
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class StepTimer(L.Callback):
+    """Times genlab's loop from batch `warmup` to the end of training (epoch-end pictures
+    included). The latest instance is `StepTimer.latest`."""
+
+    latest: "StepTimer | None" = None
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup = warmup
+        self.batches = 0
+        self.started = 0.0
+        self.steps_per_s = float("nan")
+        StepTimer.latest = self
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.batches == self.warmup:
+            synchronize(pl_module.device)
+            self.started = time.perf_counter()
+        self.batches += 1
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        synchronize(pl_module.device)
+        self.steps_per_s = (self.batches - self.warmup) / (time.perf_counter() - self.started)
+
+
+def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
+    GlobalHydra.instance().clear()
+    with initialize_config_module("genlab.conf", version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.job.num = 0
+        cfg.paths.output_dir = str(output_dir)
+        cfg.trainer.enable_progress_bar = False
+        cfg.trainer.enable_model_summary = False
+        cfg.optimized_metric = None
+        for name in list(cfg.callbacks):
+            if name not in KEPT_CALLBACKS:
+                del cfg.callbacks[name]
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def plan(overrides: list[str], steps: int) -> tuple[int, int]:
+    """(batches per epoch, epochs) so that a genlab round runs about `steps` batches."""
+    with tempfile.TemporaryDirectory() as folder:
+        cfg = compose_config(overrides, Path(folder))
+        data = instantiate(cfg.data, _convert_="all")
+        data.setup()
+    per_epoch = len(data.train_set[0]) // data.batch_size
+    batches = min(per_epoch, steps)
+    return batches, max(1, math.ceil(steps / batches))
+
+
+def genlab_round(overrides: list[str], batches: int, epochs: int, warmup: int) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        cfg = compose_config(
+            overrides
+            + [f"trainer.limit_train_batches={batches}", f"trainer.max_epochs={epochs}"]
+            # a run shorter than the logging interval (--quick) logs every step, to check losses
+            + (["trainer.log_every_n_steps=1"] if batches * epochs < 50 else []),
+            Path(folder),
+        )
+        with open_dict(cfg):
+            cfg.callbacks.step_timer = {"_target_": "__main__.StepTimer", "warmup": warmup}
+        metrics = train(cfg)
+    losses = [v for k, v in metrics.items() if k.startswith("loss/")]
+    assert losses and all(math.isfinite(v) for v in losses), metrics
+    return StepTimer.latest.steps_per_s
+
+
+def build(overrides: list[str], device: torch.device):
+    """The same model and data genlab would build, for the plain loop."""
+    with tempfile.TemporaryDirectory() as folder:
+        cfg = compose_config(overrides, Path(folder))
+    L.seed_everything(cfg.seed, verbose=False)
+    data = instantiate(cfg.data, _convert_="all")
+    data.setup()
+    model = instantiate_model(cfg.model)[0].to(device).train()
+    return model, data.train_set[0].to(device), data.batch_size
+
+
+def batches_of(x: torch.Tensor, batch_size: int, total: int):
+    """`total` batches of x from fresh permutations, like genlab's in-memory loader."""
+    served = 0
+    while True:
+        order = torch.randperm(len(x), device=x.device)
+        for start in range(0, len(x) - batch_size + 1, batch_size):
+            if served == total:
+                return
+            served += 1
+            yield x[order[start : start + batch_size]]
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast around the forward passes, as Lightning's bf16-mixed does."""
+    enabled = precision.startswith("bf16")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def plain_gan(
+    model, x: torch.Tensor, batch_size: int, total: int, warmup: int, precision: str
+) -> float:
+    """The DCGAN tutorial's loop: D on real and detached fakes, then G through D."""
+    generator, discriminator, loss = model.generator, model.discriminator, model.loss
+    opt_g = model.optimizer_g(generator.parameters())
+    opt_d = model.optimizer_d(discriminator.parameters())
+    device = x.device
+    for step, real in enumerate(batches_of(x, batch_size, total)):
+        if step == warmup:
+            synchronize(device)
+            started = time.perf_counter()
+        for _ in range(model.critic_steps):
+            with autocast(device, precision):
+                noise = torch.randn(batch_size, model.latent_dim, device=device)
+                fake = generator(noise).detach()
+                loss_d = loss.discriminator(discriminator(real), discriminator(fake))
+                if model.gp_weight:
+                    loss_d = loss_d + model.gp_weight * gradient_penalty(discriminator, real, fake)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            if model.weight_clip:
+                with torch.no_grad():
+                    for parameter in discriminator.parameters():
+                        parameter.clamp_(-model.weight_clip, model.weight_clip)
+        with autocast(device, precision):
+            fake = generator(torch.randn(batch_size, model.latent_dim, device=device))
+            loss_g = loss.generator(discriminator(fake))
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+    synchronize(device)
+    elapsed = time.perf_counter() - started
+    assert math.isfinite(float(loss_d)) and math.isfinite(float(loss_g))
+    return (total - warmup) / elapsed
+
+
+def plain_vae(
+    model, x: torch.Tensor, batch_size: int, total: int, warmup: int, precision: str
+) -> float:
+    """The seed's VAE loop: Bernoulli reconstruction plus KL, summed per image."""
+    encoder, decoder = model.encoder, model.decoder
+    optimizer = model.optimizer(model.parameters())
+    device = x.device
+    for step, batch in enumerate(batches_of(x, batch_size, total)):
+        if step == warmup:
+            synchronize(device)
+            started = time.perf_counter()
+        with autocast(device, precision):
+            mu, logvar = encoder(batch).chunk(2, dim=1)
+            logvar = logvar.clamp(-12.0, 8.0)
+            z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+            logits = decoder(z)
+            targets = (batch + 1) / 2
+            rec = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+            loss = (rec.flatten(1).sum(1) + gaussian_kl(mu, logvar)).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    synchronize(device)
+    elapsed = time.perf_counter() - started
+    assert math.isfinite(float(loss))
+    return (total - warmup) / elapsed
+
+
+def plain_round(
+    overrides: list[str], total: int, warmup: int, device: torch.device, precision: str,
+    compile_nets: bool,
+) -> float:  # fmt: skip
+    model, x, batch_size = build(overrides, device)
+    if device.type == "cuda" and x.dim() == 4:  # what genlab does on a GPU (channels_last=auto)
+        model.to(memory_format=torch.channels_last)
+    if compile_nets:
+        for net in model.children():
+            net.compile()
+    loop = plain_vae if hasattr(model, "encoder") else plain_gan
+    return loop(model, x, batch_size, total, warmup, precision)
+
+
+def machine(device: torch.device) -> str:
+    cpu = platform.processor() or platform.machine()
+    text = f"{platform.system()} {cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
+    text += f", {torch.get_num_threads()} threads"
+    if device.type == "cuda":
+        text += f", GPU {torch.cuda.get_device_name(device)}"
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=400, help="batches per round")
+    parser.add_argument("--warmup", type=int, default=20, help="batches not timed")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--only", default="", help="workloads whose name contains this")
+    parser.add_argument("--quick", action="store_true", help="a few steps each, one round")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results.md"))
+    args = parser.parse_args()
+    if args.quick:
+        args.steps, args.warmup, args.rounds = 6, 2, 1
+    device = torch.device(args.device)
+    workloads = WORKLOADS | (GPU_WORKLOADS if device.type == "cuda" else {})
+    rows = []
+    for name, (overrides, target) in workloads.items():
+        if args.only not in name:
+            continue
+        for precision, compile_nets in VARIANTS[device.type]:
+            variant = precision + (" + compile" if compile_nets else "")
+            run = overrides + [f"trainer.precision={precision}", f"model.compile={compile_nets}"]
+            if device.type == "cuda":
+                run.insert(0, "hardware=gpu")
+            batches, epochs = plan(run, args.steps)
+            total = batches * epochs
+            warmup = min(args.warmup, total // 2)
+            ours, plain = [], []
+            for _ in range(args.rounds):
+                ours.append(genlab_round(run, batches, epochs, warmup))
+                plain.append(plain_round(run, total, warmup, device, precision, compile_nets))
+            ours_median, plain_median = statistics.median(ours), statistics.median(plain)
+            batch_size = batch_size_of(run)
+            rows.append((name, variant, ours_median, plain_median, target, batch_size))
+            print(
+                f"{name} [{variant}]: genlab {ours_median:.1f} steps/s, plain "
+                f"{plain_median:.1f} steps/s, ratio {ours_median / plain_median:.3f} "
+                f"(target >= {target}); rounds {[round(v, 1) for v in ours]} vs "
+                f"{[round(v, 1) for v in plain]}",
+                flush=True,
+            )
+
+    lines = [
+        "| workload | precision | genlab steps/s | plain loop steps/s | genlab samples/s "
+        "| plain samples/s | ratio | target | met |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, variant, ours_median, plain_median, target, batch_size in rows:
+        ratio = ours_median / plain_median
+        lines.append(
+            f"| {name} | {variant} | {ours_median:.1f} | {plain_median:.1f} "
+            f"| {ours_median * batch_size:,.0f} | {plain_median * batch_size:,.0f} "
+            f"| {ratio:.3f} | {target} | {'yes' if ratio >= target else 'no'} |"
+        )
+    header = (
+        f"Machine: {machine(device)}, device {device.type}.\n"
+        f"Command: `python bench/overhead.py {' '.join(sys.argv[1:])}`; {args.rounds} rounds "
+        f"of about {args.steps} batches each (medians; {args.warmup} warm-up batches untimed).\n"
+    )
+    write_section(Path(args.out), f"overhead-{device.type}", header + "\n" + "\n".join(lines))
+    print("\n".join(lines))
+
+
+def batch_size_of(overrides: list[str]) -> int:
+    with tempfile.TemporaryDirectory() as folder:
+        return int(compose_config(overrides, Path(folder)).data.batch_size)
+
+
+def write_section(path: Path, key: str, text: str) -> None:
+    """Put `text` between `<!-- key -->` and `<!-- /key -->` in the file, replacing what was
+    there (appending the section when absent), so that each benchmark updates its own table."""
+    start, end = f"<!-- {key} -->", f"<!-- /{key} -->"
+    block = f"{start}\n{text.strip()}\n{end}"
+    old = path.read_text() if path.is_file() else "# genlab benchmarks\n"
+    if start in old and end in old:
+        new = old[: old.index(start)] + block + old[old.index(end) + len(end) :]
+    else:
+        new = old.rstrip() + "\n\n" + block + "\n"
+    path.write_text(new)
+
+
+if __name__ == "__main__":
+    main()
