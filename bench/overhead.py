@@ -130,7 +130,7 @@ def genlab_round(overrides: list[str], batches: int, epochs: int, warmup: int) -
             Path(folder),
         )
         with open_dict(cfg):
-            cfg.callbacks.step_timer = {"_target_": "__main__.StepTimer", "warmup": warmup}
+            cfg.callbacks.step_timer = {"_target_": f"{__name__}.StepTimer", "warmup": warmup}
         metrics = train(cfg)
     losses = [v for k, v in metrics.items() if k.startswith("loss/")]
     assert losses and all(math.isfinite(v) for v in losses), metrics

@@ -1,5 +1,6 @@
 """Figures as arrays and PNG files, drawn with matplotlib's Agg backend (no display needed)."""
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -53,15 +54,25 @@ def scatter_figure(
     ax.set_aspect("equal")
     ax.legend(loc="upper right", markerscale=3, fontsize=8)
     ax.set_title(title)
-    fig.tight_layout()
+    # fixed margins: tight_layout would cost a fifth of the figure's time, every epoch
+    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.07, top=0.94)
     return figure_to_array(fig)
 
 
-def save_png(image: np.ndarray, path: str | Path) -> Path:
-    """Write an H x W x 3 uint8 array as a PNG, creating the folder."""
+def encode_png(image: np.ndarray) -> bytes:
+    """An H x W x 3 uint8 array as PNG bytes (fast zlib level: these are written every epoch)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def save_png(image: np.ndarray | bytes, path: str | Path) -> Path:
+    """Write an H x W x 3 uint8 array (or PNG bytes) as a PNG file, creating the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    plt.imsave(path, image)
+    path.write_bytes(image if isinstance(image, bytes) else encode_png(image))
     return path
 
 

@@ -26,15 +26,8 @@ from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from genlab.callbacks.distributed import ReplicaConsistency
 from genlab.callbacks.guard import CheckpointOnInterrupt
-from genlab.callbacks.run_record import (
-    LogHyperparams,
-    LossCharts,
-    StoreRunConfig,
-    final_metrics,
-    write_run_info,
-)
+from genlab.callbacks.run_record import RunRecord, final_metrics, write_run_info
 from genlab.checkpoints import check_compatible, load_checkpoint
 from genlab.errors import (
     CheckpointError,
@@ -321,14 +314,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         check_compatible(load_checkpoint(cfg.ckpt_path), model, cfg.ckpt_path)
 
     callbacks = instantiate_group(cfg.get("callbacks"))
-    # the replica check runs first, so that its verdict is among the logged final metrics
-    callbacks = [
-        ReplicaConsistency(),
-        *callbacks,
-        StoreRunConfig(run_config),
-        LossCharts(),
-        LogHyperparams(hparams(cfg, run_config)),
-    ]
+    callbacks = [*callbacks, RunRecord(run_config, hparams(cfg, run_config))]
     loggers = instantiate_group(cfg.get("logger"))
     trainer = build_trainer(cfg, callbacks, loggers)
 

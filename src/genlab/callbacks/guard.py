@@ -1,5 +1,6 @@
 """Runs that die keep what they had: a divergence guard and a checkpoint on interruption."""
 
+import math
 from pathlib import Path
 
 import lightning as L
@@ -40,16 +41,23 @@ class DivergenceGuard(L.Callback):
 
     def check(self, trainer: L.Trainer, pl_module: L.LightningModule, batches: int) -> None:
         values = getattr(pl_module, "guard_values", None) or {}
-        for name, value in values.items():
-            if not bool(torch.isfinite(value).all()):
+        saturation = getattr(pl_module, "guard_saturation", None)
+        watched = [value.detach().float().reshape(-1)[:1] for value in values.values()]
+        if saturation is not None:
+            watched.append(saturation.detach().float().reshape(1))
+        if not watched:
+            return
+        # one device sync for everything the guard reads
+        readings = torch.cat([w.to(watched[0].device) for w in watched]).tolist()
+        for name, value in zip(values, readings, strict=False):
+            if not math.isfinite(value):
                 raise DivergenceError(
-                    f"{name} became {float(value)} at step {trainer.global_step} "
+                    f"{name} became {value} at step {trainer.global_step} "
                     f"(epoch {trainer.current_epoch}); {self.advice(pl_module)}"
                 )
-        saturation = getattr(pl_module, "guard_saturation", None)
         if saturation is None or not self.saturation_window or not batches:
             return
-        if float(saturation) >= self.saturation_level:
+        if readings[-1] >= self.saturation_level:
             self.saturated_batches += batches
         else:
             self.saturated_batches = 0

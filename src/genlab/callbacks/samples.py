@@ -6,15 +6,28 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.compat.proto.summary_pb2 import Summary
 
-from genlab.plotting import grid_labels, picture, save_png
+from genlab.plotting import encode_png, grid_labels, picture, save_png
 
 
-def log_image(trainer: L.Trainer, tag: str, image: np.ndarray, step: int) -> None:
-    """Send an H x W x 3 uint8 image to every TensorBoard logger of the trainer."""
+def log_png(trainer: L.Trainer, tag: str, png: bytes, shape: tuple[int, ...], step: int) -> None:
+    """Send an encoded PNG to every TensorBoard logger of the trainer, as an image summary.
+    (`add_image` would encode the picture again; it is encoded once for the files and here.)"""
+    height, width = shape[:2]
+    summary = Summary(
+        value=[
+            Summary.Value(
+                tag=tag,
+                image=Summary.Image(
+                    height=height, width=width, colorspace=3, encoded_image_string=png
+                ),
+            )
+        ]
+    )
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_image(tag, image, global_step=step, dataformats="HWC")
+            logger.experiment._get_file_writer().add_summary(summary, global_step=step)
 
 
 class SamplePlots(L.Callback):
@@ -92,6 +105,7 @@ class SamplePlots(L.Callback):
     @staticmethod
     def publish(trainer: L.Trainer, tag: str, image: np.ndarray, epoch: int, folder: Path) -> None:
         """To TensorBoard under `tag`, and to `folder/epoch_XXX.png` and `folder/last.png`."""
-        log_image(trainer, tag, image, step=epoch)
-        save_png(image, folder / f"epoch_{epoch:03d}.png")
-        save_png(image, folder / "last.png")
+        png = encode_png(image)
+        log_png(trainer, tag, png, image.shape, step=epoch)
+        save_png(png, folder / f"epoch_{epoch:03d}.png")
+        save_png(png, folder / "last.png")

@@ -109,6 +109,7 @@ class GAN(GenerativeModule):
         # D's classification term on generated samples (ACGAN has it; 0 anchors D's classifier
         # to real data only, so that G cannot drift to a permutation of the classes)
         self.aux_weight_fake = aux_weight if aux_weight_fake is None else aux_weight_fake
+        self.last_scores: tuple[Tensor, Tensor] | None = None
 
     def configure_optimizers(self):
         optimizers = [
@@ -141,11 +142,18 @@ class GAN(GenerativeModule):
 
         # what the divergence guard watches (no sync here: it reads them every few steps)
         self.guard_values = {"loss/d": d_stats["loss/d"], "loss/g": g_stats["loss/g"]}
-        if "d/acc_real" in d_stats:
-            self.guard_saturation = torch.minimum(d_stats["d/acc_real"], d_stats["d/acc_fake"])
 
         if self.logging_this_step():
-            self.log_dict(d_stats | g_stats, on_step=True, on_epoch=False)
+            self.log_dict(d_stats | g_stats | self.score_stats(*self.last_scores), on_step=True)
+
+    @property
+    def guard_saturation(self) -> Tensor | None:
+        """D's weaker accuracy (on real or on fake samples) at the last D step, computed only
+        when the divergence guard asks for it."""
+        if self.last_scores is None or self.loss.decision_threshold is None:
+            return None
+        stats = self.score_stats(*self.last_scores)
+        return torch.minimum(stats["d/acc_real"], stats["d/acc_fake"])
 
     def critic(self, x: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """D's scores and, for an auxiliary-classifier D (ACGAN), its class logits."""
@@ -166,8 +174,9 @@ class GAN(GenerativeModule):
                 )
             else:
                 loss = self.loss.discriminator(real_scores, fake_scores)
-            stats = self.score_stats(real_scores.detach(), fake_scores.detach())
-            stats["loss/d"] = loss.detach()
+            # D's scores, for the logged statistics and the guard, computed when needed
+            self.last_scores = (real_scores.detach(), fake_scores.detach())
+            stats = {"loss/d": loss.detach()}
             if self.gp_weight > 0:
                 penalty = gradient_penalty(self.discriminator, real, fake, labels)
                 loss = loss + self.gp_weight * penalty
@@ -178,7 +187,8 @@ class GAN(GenerativeModule):
                 aux_fake = F.cross_entropy(fake_logits, labels)
                 loss = loss + self.aux_weight * aux_real + self.aux_weight_fake * aux_fake
                 stats["loss/aux_d"] = (aux_real + aux_fake).detach()
-                stats["d/aux_acc"] = (real_logits.argmax(1) == labels).float().mean()
+                if self.logging_this_step():
+                    stats["d/aux_acc"] = (real_logits.argmax(1) == labels).float().mean()
             self.optimize(loss, opt_d, self.grad_clip_d)
             if self.weight_clip:
                 # WGAN's crude Lipschitz constraint: clamp every critic weight to [-c, c].
