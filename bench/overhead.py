@@ -37,20 +37,22 @@ from omegaconf import DictConfig, open_dict
 from genlab.losses import gaussian_kl, gradient_penalty
 from genlab.train import instantiate_model, train
 
-# workload -> (overrides, target ratio genlab / plain)
+# workload -> (overrides, target ratio genlab / plain, batches per round on a CPU)
 WORKLOADS = {
-    "moons GAN (MLP, batch 256)": (["model=gan", "data=moons", "data.batch_size=256"], 0.90),
+    "moons GAN (MLP, batch 256)": (["model=gan", "data=moons", "data.batch_size=256"], 0.90, 400),
     "DCGAN mnist_mini 32x32 (batch 64)": (
         ["model=dcgan", "data=mnist_mini", "data.image_size=32", "data.batch_size=64"],
         0.95,
+        62,
     ),
-    "WGAN-GP ring (5 critic steps)": (["model=wgan_gp", "data=ring"], 0.90),
-    "VAE mnist_mini (MLP, batch 100)": (["experiment=vae_mnist_mini"], 0.95),
+    "WGAN-GP ring (5 critic steps)": (["model=wgan_gp", "data=ring"], 0.90, 200),
+    "VAE mnist_mini (MLP, batch 100)": (["experiment=vae_mnist_mini"], 0.95, 400),
 }
 GPU_WORKLOADS = {
     "DCGAN mnist_mini 64x64 (batch 128)": (
         ["model=dcgan", "data=mnist_mini", "data.image_size=64", "data.batch_size=128"],
         0.95,
+        310,
     ),
 }
 # (precision, torch.compile) per device
@@ -102,6 +104,8 @@ def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
         cfg.trainer.enable_progress_bar = False
         cfg.trainer.enable_model_summary = False
         cfg.optimized_metric = None
+        # no checkpoints on either side (Lightning would add its own ModelCheckpoint)
+        cfg.trainer.enable_checkpointing = False
         for name in list(cfg.callbacks):
             if name not in KEPT_CALLBACKS:
                 del cfg.callbacks[name]
@@ -257,7 +261,9 @@ def machine(device: torch.device) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=400, help="batches per round")
+    parser.add_argument(
+        "--steps", type=int, default=0, help="batches per round (0: each workload's own)"
+    )
     parser.add_argument("--warmup", type=int, default=20, help="batches not timed")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -270,7 +276,7 @@ def main() -> None:
     device = torch.device(args.device)
     workloads = WORKLOADS | (GPU_WORKLOADS if device.type == "cuda" else {})
     rows = []
-    for name, (overrides, target) in workloads.items():
+    for name, (overrides, target, default_steps) in workloads.items():
         if args.only not in name:
             continue
         for precision, compile_nets in VARIANTS[device.type]:
@@ -278,7 +284,7 @@ def main() -> None:
             run = overrides + [f"trainer.precision={precision}", f"model.compile={compile_nets}"]
             if device.type == "cuda":
                 run.insert(0, "hardware=gpu")
-            batches, epochs = plan(run, args.steps)
+            batches, epochs = plan(run, args.steps or default_steps)
             total = batches * epochs
             warmup = min(args.warmup, total // 2)
             ours, plain = [], []
@@ -311,7 +317,8 @@ def main() -> None:
     header = (
         f"Machine: {machine(device)}, device {device.type}.\n"
         f"Command: `python bench/overhead.py {' '.join(sys.argv[1:])}`; {args.rounds} rounds "
-        f"of about {args.steps} batches each (medians; {args.warmup} warm-up batches untimed).\n"
+        f"of {args.steps or 'a per-workload number of'} batches (medians; "
+        f"{args.warmup} warm-up batches untimed).\n"
     )
     write_section(Path(args.out), f"overhead-{device.type}", header + "\n" + "\n".join(lines))
     print("\n".join(lines))

@@ -10,8 +10,8 @@ from hydra.utils import instantiate
 from test_translation import write_png
 
 import genlab
-from genlab.errors import DataError
-from genlab.train import check_model_kind, instantiate_model
+from genlab.errors import ConfigError, DataError
+from genlab.train import check_model_kind, check_settings, instantiate_model
 
 from conftest import compose_train
 
@@ -120,3 +120,36 @@ def test_run_folders_are_told_apart_below_the_second(tmp_path):
     assert re.fullmatch(
         r"outputs/multirun/\d{4}-\d{2}-\d{2}/\d{2}-\d{2}-\d{2}-\d{6}", cfg.hydra.sweep.dir
     )
+
+
+SETTING_GROUPS = ["model", "data", "trainer", "hardware", "logger", "callbacks", "experiment"]
+SETTING_CASES = [(g, o) for g in SETTING_GROUPS for o in options(g)]
+
+
+@pytest.mark.parametrize("group, option", SETTING_CASES, ids=[f"{g}={o}" for g, o in SETTING_CASES])
+def test_every_shipped_config_passes_the_settings_check(group, option, tmp_path):
+    """The typo check must not reject a config genlab ships."""
+    cfg = compose_train([f"{group}={option}"], tmp_path)
+    for name in ("model", "data", "trainer", "callbacks", "logger"):
+        if cfg.get(name):
+            check_settings(cfg[name], name)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+model.lr_G=1e-3", "model.lr_G is not a setting of GAN; did you mean model.lr_g?"),
+        ("+model.generator.widht=32", "model.generator.widht is not a setting of generator"),
+        ("+data.batchsize=32", "data.batchsize is not a setting of MoonsDataModule"),
+        ("+trainer.max_epoch=3", "trainer.max_epoch is not a setting of Trainer; did you mean"),
+        (
+            "+callbacks.sample_plots.every_n_epoch=2",
+            "did you mean callbacks.sample_plots.every_n_epochs",
+        ),
+    ],
+)
+def test_a_typo_in_a_key_is_an_error_that_names_the_fix(override, message, tmp_path):
+    cfg = compose_train([override], tmp_path)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        for name in ("model", "data", "trainer", "callbacks"):
+            check_settings(cfg[name], name)

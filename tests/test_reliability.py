@@ -144,3 +144,52 @@ def test_ckpt_path_last_without_a_checkpoint_is_a_one_line_error(tmp_path):
         "genlab-train", "ckpt_path=last", f"hydra.run.dir={tmp_path / 'new'}", cwd=tmp_path
     )
     assert "hydra.run.dir=<run folder> ckpt_path=last" in one_line_error(result)
+
+
+def test_an_unwritable_log_folder_is_a_one_line_error(tmp_path):
+    from conftest import cli
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = cli(
+        "genlab-train", f"logger.tensorboard.save_dir={blocker / 'logs'}", "debug=fdr",
+        f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
+    )  # fmt: skip
+    line = one_line_error(result)
+    assert f"cannot write logs to {blocker / 'logs'}" in line and "logger=none" in line
+
+
+def test_a_typo_in_a_key_stops_the_cli_in_one_line(tmp_path):
+    from conftest import cli
+
+    result = cli(
+        "genlab-train", "+model.lr_G=1e-3", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
+    assert "model.lr_G is not a setting of GAN; did you mean model.lr_g?" in one_line_error(result)
+
+
+@pytest.mark.slow
+def test_a_16_job_parallel_sweep_leaves_every_result_intact(tmp_path):
+    from conftest import cli
+
+    sweep = tmp_path / "sweep"
+    started = time.monotonic()
+    result = cli(
+        "genlab-train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4",
+        "seed=range(16)", "trainer.max_epochs=2", "trainer.limit_train_batches=20",
+        "trainer.enable_progress_bar=false", "callbacks.sample_quality.num_samples=300",
+        f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=1800,
+    )  # fmt: skip
+    wall = time.monotonic() - started
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")]
+    assert len(records) == 16
+    assert all(r["status"] == "completed" for r in records), [r["status"] for r in records]
+    assert all(math.isfinite(r["metrics"]["eval/fd"]) for r in records)
+    assert len({r["metrics"]["eval/fd"] for r in records}) == 16  # 16 seeds, 16 results
+    assert all(
+        len(list(p.glob("checkpoints/last.ckpt"))) == 1
+        for p in sweep.iterdir()
+        if p.is_dir() and (p / ".hydra").is_dir()
+    )
+    print(f"16 jobs, 4 at a time: {wall:.0f} s")

@@ -1,5 +1,7 @@
 """Pictures of what the model generates, each epoch, to TensorBoard and `samples/`."""
 
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import lightning as L
@@ -49,19 +51,23 @@ class SamplePlots(L.Callback):
         per_row: int = 8,
         every_n_epochs: int = 1,
         seed: int = 1234,
+        figures_every_n_epochs: int = 5,
     ) -> None:
         self.dirpath = Path(dirpath)
+        self.figures_every_n_epochs = figures_every_n_epochs
         self.num_samples = num_samples
         self.per_row = per_row
         self.every_n_epochs = every_n_epochs
         self.seed = seed
         self.last_drawn: int | None = None
+        self.writer: ThreadPoolExecutor | None = None
+        self.pending: list[Future] = []
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
             self.draw(trainer, pl_module, trainer.current_epoch)
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def draw_last(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         last_epoch = max(trainer.current_epoch - 1, 0)
         if self.last_drawn != last_epoch:
             self.draw(trainer, pl_module, last_epoch)
@@ -74,7 +80,11 @@ class SamplePlots(L.Callback):
         generator = torch.Generator().manual_seed(self.seed)
         if not hasattr(pl_module, "translate"):  # translation models draw nothing from noise
             self.publish(trainer, *self.samples_picture(pl_module, datamodule, generator, epoch))
-        if hasattr(pl_module, "figures"):  # the model's own pictures (reconstructions, ...)
+        # the model's own pictures (reconstructions, ...): every `figures_every_n_epochs`
+        # epochs and at the end; translation models show their grid there, every time
+        final = epoch >= (trainer.max_epochs or 0) - 1 or bool(trainer.fast_dev_run)
+        figures_due = (epoch + 1) % self.figures_every_n_epochs == 0 or final
+        if hasattr(pl_module, "figures") and (figures_due or hasattr(pl_module, "translate")):
             figures = pl_module.figures(
                 *datamodule.eval_set(), generator=generator, per_row=self.per_row
             )
@@ -102,10 +112,53 @@ class SamplePlots(L.Callback):
         image = picture(pl_module.sample(n, labels, generator=generator), nrow=self.per_row)
         return "samples/grid", image, epoch, self.dirpath
 
-    @staticmethod
-    def publish(trainer: L.Trainer, tag: str, image: np.ndarray, epoch: int, folder: Path) -> None:
-        """To TensorBoard under `tag`, and to `folder/epoch_XXX.png` and `folder/last.png`."""
-        png = encode_png(image)
-        log_png(trainer, tag, png, image.shape, step=epoch)
-        save_png(png, folder / f"epoch_{epoch:03d}.png")
+    def publish(
+        self, trainer: L.Trainer, tag: str, image: np.ndarray, epoch: int, folder: Path
+    ) -> None:
+        """To TensorBoard under `tag`, and to `folder/epoch_XXX.png` and `folder/last.png`.
+        The PNG encoding and the writes run on a background thread while training goes on
+        (the next epoch's steps do not wait for zlib and the disk)."""
+        if self.writer is None:
+            self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genlab-png")
+        self.pending.append(self.writer.submit(write_picture, trainer, tag, image, epoch, folder))
+
+    def wait(self) -> None:
+        """Wait for the pictures still being written, and raise their errors."""
+        pending, self.pending = self.pending, []
+        for future in pending:
+            future.result()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.draw_last(trainer, pl_module)
+        self.wait()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception) -> None:
+        self.wait()
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.wait()
+        if self.writer is not None:
+            self.writer.shutdown()
+            self.writer = None
+
+
+def write_picture(
+    trainer: L.Trainer, tag: str, image: np.ndarray, epoch: int, folder: Path
+) -> None:
+    png = encode_png(image)
+    log_png(trainer, tag, png, image.shape, step=epoch)
+    name = f"epoch_{epoch:03d}.png"
+    save_png(png, folder / name)
+    point_last_at(folder, name, png)
+
+
+def point_last_at(folder: Path, name: str, png: bytes) -> None:
+    """`folder/last.png` becomes a link to the newest picture (atomically replaced), or a
+    copy where the file system has no links."""
+    link = folder / f".last.{os.getpid()}.png"
+    try:
+        link.unlink(missing_ok=True)
+        link.symlink_to(name)
+        link.replace(folder / "last.png")
+    except OSError:
         save_png(png, folder / "last.png")

@@ -73,7 +73,7 @@ class PixelCNN(LikelihoodModel):
         nll = F.cross_entropy(logits.transpose(1, 2), self.to_levels(x), reduction="none")
         return nll.flatten(1).sum(1)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+    def step_loss(self, batch: tuple[Tensor, Tensor]) -> Tensor:
         x, labels = batch
         labels = labels if self.conditional else None
         if self.levels == 2:

@@ -111,7 +111,7 @@ class VAE(LikelihoodModel):
         rec = self.decode_nll(self.decoder(z, labels), x)
         return {"rec": rec, "kl": kl, "z": mu}
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+    def step_loss(self, batch: tuple[Tensor, Tensor]) -> Tensor:
         x, labels = batch
         labels = labels if self.conditional else None
         if self.likelihood == "bernoulli":
