@@ -236,15 +236,18 @@ def test_vae_run_logs_its_pictures_and_terms(run_train):
     """A 2-D latent adds the manifold and the code scatter; TensorBoard holds every picture
     and the ELBO terms."""
     metrics, output_dir = run_train(
-        [*TINY_DIGITS, "model=vae", "model.latent_dim=2", "trainer.max_epochs=2",
-         "trainer.log_every_n_steps=1", "callbacks.sample_quality.num_samples=100"]
+        [*TINY_DIGITS, "model=vae", "model.latent_dim=2", "trainer.max_epochs=3",
+         "trainer.log_every_n_steps=1", "callbacks.sample_quality.num_samples=100",
+         "callbacks.sample_plots.figures_every_n_epochs=2"]
     )  # fmt: skip
     (event_file,) = (output_dir / "tensorboard").rglob("events.out.tfevents.*")
     events = EventAccumulator(str(event_file), size_guidance={"images": 0}).Reload()
     tags = events.Tags()
-    for name in ("grid", "reconstructions", "interpolation", "manifold", "latents"):
+    assert [e.step for e in events.Images("samples/grid")] == [0, 1, 2]  # every epoch
+    for name in ("reconstructions", "interpolation", "manifold", "latents"):
         assert f"samples/{name}" in tags["images"], tags["images"]
-        assert len(events.Images(f"samples/{name}")) == 2
+        # every 2nd epoch, and the last
+        assert [e.step for e in events.Images(f"samples/{name}")] == [1, 2]
     for scalar in ("loss/rec", "loss/kl", "train/elbo", "train/bpd", "lr", "eval/iwae"):
         assert scalar in tags["scalars"], tags["scalars"]
     manifold = output_dir / "samples" / "manifold" / "last.png"

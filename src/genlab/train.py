@@ -24,7 +24,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class, get_object, instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -106,21 +106,36 @@ def check_settings(node: Any, path: str) -> None:
 
 def check_keys_of(target: str, keys: list[str], path: str) -> None:
     try:
-        signature = inspect.signature(
-            get_class(target) if target[:1].isupper() or "." in target else target
-        )
+        known = accepted_settings(get_object(target))
     except (ValueError, TypeError, ImportError, AttributeError):
         return  # not introspectable: leave it to the target
-    parameters = signature.parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+    if known is None:  # takes any keyword
         return
-    known = [name for name in parameters if name != "self"]
     for key in keys:
         if key.startswith("_") or key in known or key in SPEED_KEYS:
             continue
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
         hint = f"did you mean {path}.{close[0]}?" if close else f"its settings: {', '.join(known)}"
         raise ConfigError(f"{path}.{key} is not a setting of {target.rsplit('.', 1)[-1]}; {hint}")
+
+
+def accepted_settings(target: Any) -> list[str] | None:
+    """The keyword arguments `target` accepts; for a genlab class whose `__init__` passes
+    **kwargs on to its parent's, those of the parent too. None when anything goes."""
+    owners = [c.__init__ for c in inspect.getmro(target)] if inspect.isclass(target) else [target]
+    known: list[str] = []
+    for function in owners:
+        takes_any = False
+        for name, parameter in inspect.signature(function).parameters.items():
+            if parameter.kind is parameter.VAR_KEYWORD:
+                takes_any = True
+            elif name != "self" and parameter.kind is not parameter.VAR_POSITIONAL:
+                known.append(name)
+        if not takes_any:
+            return list(dict.fromkeys(known))
+        if not function.__module__.startswith("genlab."):
+            return None  # others may pass **kwargs anywhere (DDPStrategy: to DDP)
+    return None
 
 
 def check_log_folders(loggers: list) -> None:
