@@ -28,14 +28,11 @@ from pathlib import Path
 import lightning as L
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from genlab.losses import gaussian_kl, gradient_penalty
-from genlab.train import instantiate_model, train
+from genlab.train import compose_run, instantiate_model, train
 
 # workload -> (overrides, target ratio genlab / plain, batches per round on a CPU)
 WORKLOADS = {
@@ -94,14 +91,8 @@ class StepTimer(L.Callback):
 
 
 def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
-    GlobalHydra.instance().clear()
-    with initialize_config_module("genlab.conf", version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    cfg = compose_run(overrides, output_dir)
     with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-        cfg.paths.output_dir = str(output_dir)
-        cfg.trainer.enable_progress_bar = False
         cfg.trainer.enable_model_summary = False
         cfg.optimized_metric = None
         # no checkpoints on either side (Lightning would add its own ModelCheckpoint)
@@ -109,7 +100,6 @@ def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
         for name in list(cfg.callbacks):
             if name not in KEPT_CALLBACKS:
                 del cfg.callbacks[name]
-    HydraConfig.instance().set_config(cfg)
     return cfg
 
 

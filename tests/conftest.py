@@ -7,10 +7,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 BIN = Path(sys.executable).parent
 TESTS = Path(__file__).parent
@@ -22,16 +20,9 @@ os.environ.setdefault("GENLAB_DATA", tempfile.mkdtemp(prefix="genlab-data-"))
 
 def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:
     """The config `genlab-train OVERRIDES` would run, writing into `output_dir`."""
-    GlobalHydra.instance().clear()
-    with initialize_config_module("genlab.conf", version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-        cfg.paths.output_dir = str(output_dir)
-        cfg.trainer.enable_progress_bar = False
-    HydraConfig.instance().set_config(cfg)
-    return cfg
+    from genlab.train import compose_run
+
+    return compose_run(overrides, output_dir)
 
 
 @pytest.fixture

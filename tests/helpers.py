@@ -42,3 +42,15 @@ class PoisonWeights(L.Callback):
             with torch.no_grad():
                 for parameter in net.parameters():
                     parameter.fill_(float("nan"))
+
+
+class InterruptAtBatch(L.Callback):
+    """Presses Ctrl-C (raises KeyboardInterrupt) before batch `batch` of epoch `epoch`."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        self.epoch = epoch
+        self.batch = batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            raise KeyboardInterrupt

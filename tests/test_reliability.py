@@ -24,7 +24,7 @@ SHORT = [
     "trainer.log_every_n_steps=1",
 ]
 CASES = {
-    "gan": ["model=gan"],
+    "gan": ["model=gan", "model.ema_decay=0.99"],  # with G's moving average
     "wgan_gp": ["model=wgan_gp", "data=ring"],
     "vae": ["model=vae", "data=digits", "data.image_size=8", "data.binarize=true"],
 }
@@ -56,6 +56,37 @@ def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(run_train, case):
     assert all(torch.equal(full_state[k], resumed_state[k]) for k in full_state)
     record = json.loads((resumed_dir / "metrics.json").read_text())
     assert record["status"] == "completed" and record["epochs"] == 4
+
+
+@pytest.mark.parametrize("case", ["gan", "cyclegan"])
+def test_a_run_cut_in_the_middle_of_an_epoch_resumes_exactly(run_train, case):
+    """Ctrl-C after 3 batches of epoch 1: the checkpoint holds the loader's place, and the
+    resumed run trains on the remaining batches in the same order (for CycleGAN, with the
+    same image pools), ending bit for bit like an uninterrupted run."""
+    overrides = {
+        "gan": [*CASES["gan"], *SHORT],
+        "cyclegan": [
+            "model=cyclegan", "data=digits_inverted", "data.image_size=16", "data.batch_size=4",
+            "model.generator_ab.width=4", "model.generator_ab.n_blocks=1",
+            "model.discriminator_a.width=4", "model.discriminator_a.n_layers=1",
+            "model.pool_size=6", "callbacks.sample_quality.num_samples=20",
+            "callbacks.sample_quality.classifier_epochs=1", "trainer.enable_progress_bar=false",
+            "trainer.limit_train_batches=6", "trainer.max_epochs=3",
+        ],
+    }[case]  # fmt: skip
+    full, full_dir = run_train(overrides, name="full")
+    cut = ["+callbacks.cut._target_=helpers.InterruptAtBatch", "+callbacks.cut.epoch=1",
+           "+callbacks.cut.batch=3"]  # fmt: skip
+    with pytest.raises(SystemExit):
+        run_train([*overrides, *cut], name="cut")
+    cut_dir = full_dir.parent / "cut"
+    assert json.loads((cut_dir / "metrics.json").read_text())["status"] == "interrupted"
+    resumed, _ = run_train([*overrides, "ckpt_path=last"], name="cut")
+    full_state, resumed_state = final_state(full_dir), final_state(cut_dir)
+    assert all(torch.equal(full_state[k], resumed_state[k]) for k in full_state)
+    for name, value in full.items():
+        if name != "lr" and math.isfinite(value) and not name.startswith("lr/"):
+            assert resumed[name] == value, (name, resumed[name], value)
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(run_train, tmp_path):

@@ -117,3 +117,29 @@ def test_loader_shards_disjointly_across_ranks():
 def test_loader_rejects_a_batch_larger_than_the_data():
     with pytest.raises(ValueError, match="smaller data.batch_size"):
         InMemoryBatchLoader((torch.arange(10),), batch_size=11)
+
+
+def test_generator_moving_average_ramps_up_then_follows_slowly():
+    from functools import partial
+
+    from genlab.losses import NonSaturatingLoss
+    from genlab.models.gan import GAN
+    from genlab.nets.mlp import MLPDiscriminator, MLPGenerator
+
+    torch.manual_seed(0)
+    gan = GAN(
+        MLPGenerator(2, (2,), [8]), MLPDiscriminator((2,), [8]), NonSaturatingLoss(),
+        partial(torch.optim.Adam), partial(torch.optim.Adam), latent_dim=2, ema_decay=0.9,
+    )  # fmt: skip
+    weight = next(gan.generator.parameters())
+    average = next(gan.generator_ema.parameters())
+    start = average.detach().clone()
+    with torch.no_grad():
+        weight.add_(1.0)
+    gan.update_ema()  # first update: decay (1 + 1) / (10 + 1) = 0.18, far below 0.9
+    assert torch.allclose(average, start + (1 - 2 / 11))
+    for _ in range(100):
+        gan.update_ema()
+    assert torch.allclose(average, weight, atol=1e-3)
+    assert not average.requires_grad
+    assert any(key.startswith("generator_ema.") for key in gan.state_dict())  # checkpointed

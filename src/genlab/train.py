@@ -466,6 +466,24 @@ def optimizing_sweeper() -> bool:
     return "BasicSweeper" not in target
 
 
+def compose_run(overrides: list[str], output_dir: Path) -> DictConfig:
+    """The config `genlab-train OVERRIDES` would run, writing into `output_dir`, with Hydra's
+    run state set as `train()` expects: for tests and benchmarks that call `train()` directly."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module("genlab.conf", version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.job.num = 0
+        cfg.paths.output_dir = str(output_dir)
+        cfg.trainer.enable_progress_bar = False
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:

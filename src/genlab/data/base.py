@@ -8,6 +8,15 @@ from genlab.data.loaders import InMemoryBatchLoader
 from genlab.errors import require
 
 
+def check_declared_shape(key: str, given, expected: tuple[int, ...]) -> None:
+    """A `data.<key>` written in a config must agree with the shape the settings imply."""
+    require(
+        given is None or tuple(given) == tuple(expected),
+        f"data.{key}={list(given or [])} disagrees with the channels and image_size "
+        f"{list(expected)}; leave data.{key} unset",
+    )
+
+
 class InMemoryDataModule(L.LightningDataModule):
     """Loads (or generates) the whole set once as tensors and serves it from memory.
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from genlab.data.base import InMemoryDataModule
+from genlab.data.base import InMemoryDataModule, check_declared_shape
 from genlab.errors import DataError, require
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -62,6 +62,18 @@ def mnist_mini() -> Split:
     return images, torch.as_tensor(labels, dtype=torch.long)
 
 
+def held_out_split(
+    labels: Tensor, labelled: bool, val_fraction: float, seed: int
+) -> tuple[Tensor, Tensor]:
+    """Train and held-out indices: `val_fraction` of every class when labelled, else of
+    everything (at least one held out)."""
+    if labelled:
+        return stratified_split(labels, val_fraction, seed)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, int(round(len(labels) * val_fraction)))
+    return order[n_val:].sort().values, order[:n_val].sort().values
+
+
 def stratified_split(labels: Tensor, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
     """Train and val indices with the same share of each class in both."""
     generator = torch.Generator().manual_seed(seed)
@@ -93,10 +105,7 @@ class ImageDataModule(InMemoryDataModule):
         require(image_size >= 4, f"data.image_size must be >= 4 (got {image_size})")
         require(0 < val_fraction < 1, f"data.val_fraction must lie in (0, 1) (got {val_fraction})")
         expected = (channels, image_size, image_size)
-        require(
-            shape is None or tuple(shape) == expected,
-            f"data.shape={list(shape or [])} disagrees with channels and image_size {list(expected)}; leave data.shape unset",
-        )
+        check_declared_shape("shape", shape, expected)
         super().__init__(shape=expected, num_classes=num_classes, batch_size=batch_size, seed=seed)
         self.channels = channels
         self.image_size = image_size
@@ -115,12 +124,7 @@ class ImageDataModule(InMemoryDataModule):
     def split(self, images: Tensor, labels: Tensor) -> tuple[Split, Split]:
         """Resize, binarize when asked, and hold out `val_fraction` of every class."""
         images = self.prepare(images)
-        if self.labelled:
-            train, val = stratified_split(labels, self.val_fraction, self.seed)
-        else:
-            order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))
-            n_val = max(1, int(round(len(images) * self.val_fraction)))
-            train, val = order[n_val:].sort().values, order[:n_val].sort().values
+        train, val = held_out_split(labels, self.labelled, self.val_fraction, self.seed)
         return (images[train], labels[train]), (images[val], labels[val])
 
 

@@ -12,6 +12,9 @@ from torch import Tensor
 
 from genlab.errors import require
 
+# batches Lightning's data fetcher has taken from the loader beyond the one it trains on
+PREFETCHED = 1
+
 
 class InMemoryBatchLoader:
     """Yields batches `tuple(t[idx] for t in tensors)` over one pass of the data.
@@ -44,6 +47,8 @@ class InMemoryBatchLoader:
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
+        self.served = 0  # batches handed out in the current pass
+        self.skip = 0  # batches of this epoch a resumed run has already trained on
         require(
             self.samples_per_rank >= (batch_size if drop_last else 1),
             f"data.batch_size={batch_size} is larger than the {self.samples_per_rank} samples "
@@ -79,9 +84,23 @@ class InMemoryBatchLoader:
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         indices = self.indices().to(self.tensors[0].device)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        first, self.skip = self.skip, 0
+        self.served = first
+        for start in range(first * self.batch_size, len(self) * self.batch_size, self.batch_size):
             batch = indices[start : start + self.batch_size]
+            self.served += 1
             yield tuple(t[batch] for t in self.tensors)
+
+    # Lightning saves a loader's state in the checkpoint when it has these two methods, and
+    # hands it back on resume: a run stopped in the middle of an epoch goes on with the
+    # batches it had not trained on, in the same order.
+    def state_dict(self) -> dict[str, int]:
+        # Lightning fetches one batch ahead of the one it trains on
+        return {"epoch": self.epoch, "served": max(self.served - PREFETCHED, 0)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        finished = state["served"] >= len(self)
+        self.skip = 0 if finished else state["served"]
 
 
 class ZippedBatchLoader:
@@ -108,3 +127,10 @@ class ZippedBatchLoader:
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         for (a, labels_a), (b, labels_b) in zip(self.loader_a, self.loader_b, strict=False):
             yield a, b, labels_a, labels_b
+
+    def state_dict(self) -> dict[str, dict[str, int]]:
+        return {"a": self.loader_a.state_dict(), "b": self.loader_b.state_dict()}
+
+    def load_state_dict(self, state: dict[str, dict[str, int]]) -> None:
+        self.loader_a.load_state_dict(state["a"])
+        self.loader_b.load_state_dict(state["b"])

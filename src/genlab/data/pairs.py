@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from genlab.data.base import InMemoryDataModule
+from genlab.data.base import InMemoryDataModule, check_declared_shape
 from genlab.data.images import (
+    held_out_split,
     images_in,
     mnist_mini,
     read_image,
@@ -74,12 +75,8 @@ class TranslationDataModule(InMemoryDataModule):
         require(0 < val_fraction < 1, f"data.val_fraction must lie in (0, 1) (got {val_fraction})")
         shape_b = (channels_b, image_size, image_size)
         expected_a = (channels, image_size, image_size)
-        for key, given, expected in (("shape", shape, shape_b), ("shape_a", shape_a, expected_a)):
-            require(
-                given is None or tuple(given) == expected,
-                f"data.{key}={list(given or [])} disagrees with the channels and image_size "
-                f"{list(expected)}; leave data.{key} unset",
-            )
+        check_declared_shape("shape", shape, shape_b)
+        check_declared_shape("shape_a", shape_a, expected_a)
         super().__init__(shape=shape_b, num_classes=num_classes, batch_size=batch_size, seed=seed)
         self.shape_a = expected_a
         self.channels = channels
@@ -114,12 +111,7 @@ class TranslationDataModule(InMemoryDataModule):
 
     def split_pairs(self, a: Tensor, b: Tensor, labels: Tensor) -> tuple[Domains, Domains]:
         """Hold out `val_fraction` of every class (of everything when unlabelled), pairs kept."""
-        if self.labelled:
-            train, val = stratified_split(labels, self.val_fraction, self.seed)
-        else:
-            order = torch.randperm(len(a), generator=torch.Generator().manual_seed(self.seed))
-            n_val = max(1, int(round(len(a) * self.val_fraction)))
-            train, val = order[n_val:].sort().values, order[:n_val].sort().values
+        train, val = held_out_split(labels, self.labelled, self.val_fraction, self.seed)
         return (
             (a[train], b[train], labels[train], labels[train]),
             (a[val], b[val], labels[val], labels[val]),
@@ -252,14 +244,13 @@ class UnpairedFolderDataModule(TranslationDataModule):
         train = self.read(f"train{name}", channels)
         if (self.root / f"test{name}").is_dir():
             return train, self.read(f"test{name}", channels)
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed))
-        n_val = max(1, int(round(len(train) * self.val_fraction)))
+        keep, held_out = held_out_split(unlabelled(len(train)), False, self.val_fraction, self.seed)
         require(
-            len(train) > n_val,
+            len(keep) > 0,
             f"{self.root / f'train{name}'} holds too few images to hold some out; add test{name}/",
             DataError,
         )
-        return train[order[n_val:]], train[order[:n_val]]
+        return train[keep], train[held_out]
 
     def load(self) -> tuple[Domains, Domains]:
         train_a, val_a = self.domain("A", self.channels)

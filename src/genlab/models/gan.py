@@ -4,6 +4,7 @@ GAN, cGAN, DCGAN, WGAN, WGAN-GP, LSGAN and ACGAN are the same alternating game p
 with other nets, another loss and another number of critic steps; each is a config.
 """
 
+import copy
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
@@ -53,7 +54,9 @@ class GAN(GenerativeModule):
         lr_scheduler: SchedulerFactory | None = None,
         aux_weight: float = 0.0,
         aux_weight_fake: float | None = None,
+        aux_weight_g: float | None = None,
         mismatched_labels: bool = False,
+        ema_decay: float | None = None,
     ) -> None:
         super().__init__()
         lr_g = lr if lr_g is None else lr_g
@@ -106,9 +109,23 @@ class GAN(GenerativeModule):
         # GAN-CLS (Reed et al. 2016): D also sees real samples with wrong labels as fakes, so
         # it must check the label, not only the sample
         self.mismatched_labels = mismatched_labels
+        # An exponential moving average of G's weights (Yazici et al. 2019) draws the samples:
+        # it smooths the oscillations of the game. Saved and restored with the checkpoints.
+        require(
+            ema_decay is None or 0 < ema_decay < 1,
+            f"model.ema_decay must lie in (0, 1) or be null (got {ema_decay})",
+        )
+        self.ema_decay = ema_decay
+        self.generator_ema = None
+        if ema_decay is not None:
+            self.generator_ema = copy.deepcopy(generator).requires_grad_(False)
+        self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
         # D's classification term on generated samples (ACGAN has it; 0 anchors D's classifier
         # to real data only, so that G cannot drift to a permutation of the classes)
         self.aux_weight_fake = aux_weight if aux_weight_fake is None else aux_weight_fake
+        # G's classification term: a smaller weight than D's asks G for recognisable digits
+        # without pushing every sample of a class to the one D is surest of
+        self.aux_weight_g = aux_weight if aux_weight_g is None else aux_weight_g
         self.last_scores: tuple[Tensor, Tensor] | None = None
 
     def configure_optimizers(self):
@@ -139,6 +156,8 @@ class GAN(GenerativeModule):
 
         # 2. Train G so that D scores G(z) as real, with D held fixed.
         g_stats = self.generator_step(real.shape[0], labels, opt_g)
+        if self.generator_ema is not None:
+            self.update_ema()
 
         # what the divergence guard watches (no sync here: it reads them every few steps)
         self.guard_values = {"loss/d": d_stats["loss/d"], "loss/g": g_stats["loss/g"]}
@@ -217,15 +236,31 @@ class GAN(GenerativeModule):
             stats = {"loss/g": loss.detach()}
             if fake_logits is not None:
                 aux = F.cross_entropy(fake_logits, labels)
-                loss = loss + self.aux_weight * aux
+                loss = loss + self.aux_weight_g * aux
                 stats["loss/aux_g"] = aux.detach()
             self.optimize(loss, opt_g, self.grad_clip_g)
         return stats
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """ema <- d * ema + (1 - d) * G, with d ramped up as (1 + t) / (10 + t) at first so
+        that the average forgets the random initialisation quickly; buffers (BatchNorm's
+        running statistics) are copied."""
+        self.ema_updates += 1
+        t = float(self.ema_updates)
+        decay = min(self.ema_decay, (1 + t) / (10 + t))
+        ema_params = list(self.generator_ema.parameters())
+        torch._foreach_lerp_(ema_params, list(self.generator.parameters()), 1 - decay)
+        for ema_buffer, buffer in zip(
+            self.generator_ema.buffers(), self.generator.buffers(), strict=True
+        ):
+            ema_buffer.copy_(buffer)
 
     @torch.no_grad()
     def sample(
         self, n: int, labels: Tensor | int | None = None, generator: torch.Generator | None = None
     ) -> Tensor:
         labels = self.resolve_labels(n, labels)
-        with evaluating(self.generator):
-            return self.generator(self.noise((n, self.latent_dim), generator), labels).float()
+        net = self.generator if self.generator_ema is None else self.generator_ema
+        with evaluating(net):
+            return net(self.noise((n, self.latent_dim), generator), labels).float()
