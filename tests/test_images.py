@@ -15,7 +15,7 @@ from genlab.metrics import load_or_train_classifier
 
 from conftest import SHORT, cli, one_line_error, short_run
 
-IMAGE_MODELS = ["cgan", "dcgan", "wgan", "wgan_gp", "lsgan", "acgan"]
+IMAGE_MODELS = ["cgan", "dcgan", "wgan", "wgan_gp", "lsgan", "acgan", "tacgan"]
 
 
 @pytest.mark.parametrize("model", IMAGE_MODELS)
@@ -24,9 +24,10 @@ def test_fast_dev_run(model, data, run_train):
     metrics, output_dir = run_train([f"model={model}", f"data={data}", "debug=fdr"])
     assert np.isfinite(metrics["loss/d"]) and np.isfinite(metrics["loss/g"])
     assert {"eval/fd", "eval/fd_floor", "eval/class_entropy", "eval/precision"} <= set(metrics)
-    assert ("eval/cond_acc" in metrics) == (model in ("cgan", "acgan"))
-    if model == "acgan":
+    assert ("eval/cond_acc" in metrics) == (model in ("cgan", "acgan", "tacgan"))
+    if model in ("acgan", "tacgan"):
         assert "d/aux_acc" in metrics and "loss/aux_g" in metrics
+    assert ("loss/twin_d" in metrics) == (model == "tacgan")
     if model not in ("wgan", "wgan_gp"):
         assert "d/acc_real" in metrics and "d/acc_fake" in metrics
 

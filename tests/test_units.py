@@ -4,10 +4,12 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from genlab.data.loaders import InMemoryBatchLoader
 from genlab.data.toy2d import GridDataModule, RingDataModule
+from genlab.errors import ConfigError
 from genlab.losses import (
     HingeLoss,
     LeastSquaresLoss,
@@ -143,3 +145,32 @@ def test_generator_moving_average_ramps_up_then_follows_slowly():
     assert torch.allclose(average, weight, atol=1e-3)
     assert not average.requires_grad
     assert any(key.startswith("generator_ema.") for key in gan.state_dict())  # checkpointed
+
+
+def test_tacgan_generator_loss_subtracts_the_twin_classifier():
+    """G's classification term is CE(classifier) - CE(twin): a sample the twin recognises
+    as its class costs G, so pleasing the classifier alone is not enough."""
+    from functools import partial
+
+    from genlab.losses import NonSaturatingLoss
+    from genlab.models.gan import GAN
+    from genlab.nets import discriminator, generator
+
+    torch.manual_seed(0)
+    shape = (1, 8, 8)
+    d = discriminator(shape, aux_classes=3, twin_classes=3, width=4)
+    score, logits, twin = d(torch.randn(5, *shape))
+    assert score.shape == (5,) and logits.shape == twin.shape == (5, 3)
+    gan = GAN(
+        generator(4, shape, num_classes=3, width=4), d, NonSaturatingLoss(),
+        partial(torch.optim.Adam), partial(torch.optim.Adam), latent_dim=4, num_classes=3,
+        aux_weight=1.0,
+    )  # fmt: skip
+    x, labels = torch.randn(6, *shape), torch.tensor([0, 1, 2, 0, 1, 2])
+    scores, logits, twin = gan.critic(x, labels)
+    expected = F.cross_entropy(logits, labels) - F.cross_entropy(twin, labels)
+    assert torch.allclose(gan.generator_classification(logits, twin, labels), expected)
+    plain = gan.generator_classification(logits, None, labels)  # ACGAN
+    assert torch.allclose(plain, F.cross_entropy(logits, labels))
+    with pytest.raises(ConfigError, match="twin classifier needs the auxiliary one"):
+        discriminator(shape, twin_classes=3, width=4)

@@ -174,20 +174,25 @@ class GAN(GenerativeModule):
         stats = self.score_stats(*self.last_scores)
         return torch.minimum(stats["d/acc_real"], stats["d/acc_fake"])
 
-    def critic(self, x: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        """D's scores and, for an auxiliary-classifier D (ACGAN), its class logits."""
+    def critic(
+        self, x: Tensor, labels: Tensor | None
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """D's scores and, for an auxiliary-classifier D (ACGAN), its class logits, and for a
+        twin-classifier D (TAC-GAN) the logits of the twin that learns G's classes."""
         out = self.discriminator(x, labels)
-        return out if isinstance(out, tuple) else (out, None)
+        if not isinstance(out, tuple):
+            return out, None, None
+        return out if len(out) == 3 else (*out, None)
 
     def discriminator_step(self, real: Tensor, labels: Tensor | None, opt_d) -> dict[str, Tensor]:
         with self.toggled_optimizer(opt_d):
             with torch.no_grad():
                 fake = self.generator(self.noise((real.shape[0], self.latent_dim)), labels)
-            real_scores, real_logits = self.critic(real, labels)
-            fake_scores, fake_logits = self.critic(fake, labels)
+            real_scores, real_logits, _ = self.critic(real, labels)
+            fake_scores, fake_logits, fake_twin = self.critic(fake, labels)
             if self.mismatched_labels and labels is not None:
                 shift = torch.randint(1, self.num_classes, labels.shape, device=labels.device)
-                mismatched_scores, _ = self.critic(real, (labels + shift) % self.num_classes)
+                mismatched_scores, *_ = self.critic(real, (labels + shift) % self.num_classes)
                 loss = self.loss.discriminator(
                     real_scores, torch.cat([fake_scores, mismatched_scores])
                 )
@@ -206,6 +211,11 @@ class GAN(GenerativeModule):
                 aux_fake = F.cross_entropy(fake_logits, labels)
                 loss = loss + self.aux_weight * aux_real + self.aux_weight_fake * aux_fake
                 stats["loss/aux_d"] = (aux_real + aux_fake).detach()
+                if fake_twin is not None:
+                    # TAC-GAN: the twin classifier learns which class G meant, on G's samples
+                    twin = F.cross_entropy(fake_twin, labels)
+                    loss = loss + self.aux_weight * twin
+                    stats["loss/twin_d"] = twin.detach()
                 if self.logging_this_step():
                     stats["d/aux_acc"] = (real_logits.argmax(1) == labels).float().mean()
             self.optimize(loss, opt_d, self.grad_clip_d)
@@ -231,15 +241,27 @@ class GAN(GenerativeModule):
     def generator_step(self, n: int, labels: Tensor | None, opt_g) -> dict[str, Tensor]:
         with self.toggled_optimizer(opt_g):
             fake = self.generator(self.noise((n, self.latent_dim)), labels)
-            fake_scores, fake_logits = self.critic(fake, labels)
+            fake_scores, fake_logits, fake_twin = self.critic(fake, labels)
             loss = self.loss.generator(fake_scores)
             stats = {"loss/g": loss.detach()}
             if fake_logits is not None:
-                aux = F.cross_entropy(fake_logits, labels)
+                aux = self.generator_classification(fake_logits, fake_twin, labels)
                 loss = loss + self.aux_weight_g * aux
                 stats["loss/aux_g"] = aux.detach()
             self.optimize(loss, opt_g, self.grad_clip_g)
         return stats
+
+    @staticmethod
+    def generator_classification(
+        logits: Tensor, twin_logits: Tensor | None, labels: Tensor
+    ) -> Tensor:
+        """G's classification term: ACGAN's cross-entropy of D's classifier on G's samples;
+        TAC-GAN subtracts the twin's, so that G cannot please the classifier by drawing only
+        the easiest-to-classify sample of each class."""
+        term = F.cross_entropy(logits, labels)
+        if twin_logits is not None:
+            term = term - F.cross_entropy(twin_logits, labels)
+        return term
 
     @torch.no_grad()
     def update_ema(self) -> None:

@@ -38,6 +38,7 @@ def discriminator(
     hidden_dims: Sequence[int] = (128, 128, 128),
     width: int = 64,
     norm: str = "batch",
+    twin_classes: int = 0,
 ) -> nn.Module:
     """MLP (hidden_dims) for points, DCGAN (width, norm) for images."""
     if len(in_shape) == 1:
@@ -46,7 +47,9 @@ def discriminator(
             "the auxiliary classifier (ACGAN) needs image data; e.g. data=mnist_mini",
         )
         return MLPDiscriminator(in_shape, hidden_dims, num_classes)
-    return DCGANDiscriminator(in_shape, num_classes, aux_classes, width=width, norm=norm)
+    return DCGANDiscriminator(
+        in_shape, num_classes, aux_classes, width=width, norm=norm, twin_classes=twin_classes
+    )
 
 
 def encoder(

@@ -7,7 +7,8 @@ to 4 x 4 (odd sizes round up), so 28, 32 and 64 pixels all work, for 1 or 3 chan
 
 Conditioning: G concatenates a label embedding to z; D adds a projection term
 <embed(y), h> to its score (Miyato & Koyama 2018). With `aux_classes`, D also returns class
-logits from the same features (ACGAN).
+logits from the same features (ACGAN), and with `twin_classes` a second head's logits
+(TAC-GAN's twin classifier, Gong et al. 2019).
 """
 
 from collections.abc import Sequence
@@ -128,6 +129,7 @@ class DCGANDiscriminator(nn.Module):
         width: int = 64,
         norm: str = "batch",
         out_features: int = 1,
+        twin_classes: int = 0,
     ) -> None:
         super().__init__()
         channels, image_size = check_image_shape(in_shape)
@@ -157,6 +159,8 @@ class DCGANDiscriminator(nn.Module):
         self.score = nn.Linear(feature_dim + concat, out_features)
         self.projection = nn.Embedding(num_classes, feature_dim) if project else None
         self.classifier = nn.Linear(feature_dim, aux_classes) if aux_classes else None
+        require(not twin_classes or aux_classes, "a twin classifier needs the auxiliary one")
+        self.twin_classifier = nn.Linear(feature_dim, twin_classes) if twin_classes else None
         init_dcgan_weights(self)
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
@@ -167,6 +171,8 @@ class DCGANDiscriminator(nn.Module):
         if self.projection is not None:
             require(labels is not None, "this discriminator is class-conditional: pass labels")
             score = score + (self.projection(labels) * h).sum(dim=1)
+        if self.twin_classifier is not None:
+            return score, self.classifier(h), self.twin_classifier(h)
         if self.classifier is not None:
             return score, self.classifier(h)
         return score
