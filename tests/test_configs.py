@@ -88,7 +88,7 @@ def test_model_and_data_instantiate(model, data, tmp_path):
             assert module.translate(images, direction).shape == (len(images), *out_shape)
         assert module.sample_shape() == tuple(datamodule.shape)
         return
-    if model == "acgan" and len(datamodule.shape) == 1:
+    if model in ("acgan", "tacgan") and len(datamodule.shape) == 1:
         with pytest.raises(InstantiationException, match="needs image data"):
             instantiate_model(cfg.model)[0]
         return
@@ -96,7 +96,7 @@ def test_model_and_data_instantiate(model, data, tmp_path):
         with pytest.raises(InstantiationException, match="PixelCNN models images"):
             instantiate_model(cfg.model)[0]
         return
-    if model in ("cgan", "acgan", "cvae") and data == "image_folder":  # num_classes: null until set
+    if model in ("cgan", "acgan", "tacgan", "cvae") and data == "image_folder":  # num_classes: null until set
         with pytest.raises(InstantiationException, match="no known classes"):
             instantiate_model(cfg.model)[0]
         return
