@@ -30,7 +30,11 @@ SHORT_NAMES = {"moons": "moons", "dcgan": "DCGAN mnist_mini 32", "wgan_gp": "WGA
 PARTS = [
     ("fit (the whole training loop)", "fit", "trainer/trainer.py"),
     ("the model's training_step", "training_step", "genlab/models"),
-    ("  forward passes of the nets (nested modules overlap)", "_call_impl", "torch/nn/modules/module.py"),
+    (
+        "  forward passes of the nets (nested modules overlap)",
+        "_call_impl",
+        "torch/nn/modules/module.py",
+    ),
     ("  backward passes (autograd)", "run_backward", ""),
     ("  optimizer steps (Adam, RMSprop)", "wrapper", "torch/optim/optimizer.py"),
     ("  toggled_optimizer", "toggled_optimizer", "core/module.py"),

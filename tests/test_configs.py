@@ -96,7 +96,9 @@ def test_model_and_data_instantiate(model, data, tmp_path):
         with pytest.raises(InstantiationException, match="PixelCNN models images"):
             instantiate_model(cfg.model)[0]
         return
-    if model in ("cgan", "acgan", "tacgan", "cvae") and data == "image_folder":  # num_classes: null until set
+    if (
+        model in ("cgan", "acgan", "tacgan", "cvae") and data == "image_folder"
+    ):  # num_classes: null until set
         with pytest.raises(InstantiationException, match="no known classes"):
             instantiate_model(cfg.model)[0]
         return
