@@ -138,11 +138,11 @@ class SampleQuality(L.Callback):
         ceiling). One-way models (pix2pix) drop the `_ab` suffix; two-way ones also report
         `label_kept`, the mean over both directions."""
         a, b, labels_a, labels_b = (t.cpu() for t in datamodule.eval_set())
-        held_out = {"ab": (a, labels_a, b, "b"), "ba": (b, labels_b, a, "a")}
+        held_out = {"ab": (a, labels_a, b, labels_b, "b"), "ba": (b, labels_b, a, labels_a, "a")}
         one_way = len(pl_module.directions) == 1
         metrics = {}
         for direction in pl_module.directions:
-            source, labels, target, domain = held_out[direction]
+            source, labels, target, target_labels, domain = held_out[direction]
             source, labels = source[: self.num_samples], labels[: self.num_samples]
             translated = batched(lambda x, d=direction: pl_module.translate(x, d).cpu(), source)
             found = {}
@@ -150,7 +150,6 @@ class SampleQuality(L.Callback):
                 found |= image_errors(translated, target[: self.num_samples])
             if datamodule.labelled:
                 classifier = self.get_classifier(datamodule, domain)
-                target_labels = labels_b if domain == "b" else labels_a
                 found["label_kept"] = accuracy(batched(classifier, translated), labels)
                 metrics[f"real_acc_{domain}"] = accuracy(batched(classifier, target), target_labels)
             if one_way:

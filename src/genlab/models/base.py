@@ -44,16 +44,17 @@ class GenerativeModule(L.LightningModule):
             torch.cuda.set_rng_state_all(states["cuda"])
         random.setstate(states["python"])
 
-    # speed-ups set by genlab-train from model.compile and model.channels_last
     def speed_up(self, compile: bool = False, channels_last: bool = False) -> None:
-        """Channels-last memory for conv nets (a convolution with NHWC weights makes NHWC
-        outputs, so the batches need no conversion), and torch.compile on each net. `nn.Module.compile` works in place, so the checkpoint keys stay the same
-        and a compiled run resumes an eager one and back."""
+        """What genlab-train does with model.channels_last and model.compile: channels-last
+        memory for conv nets (a convolution with NHWC weights makes NHWC outputs, so the
+        batches need no conversion), and torch.compile on each net that has weights.
+        `nn.Module.compile` works in place, so the checkpoint keys stay the same and a
+        compiled run resumes an eager one and back."""
         if channels_last:
             self.to(memory_format=torch.channels_last)
         if compile:
             for net in self.children():
-                if any(True for _ in net.parameters()):
+                if next(net.parameters(), None) is not None:
                     net.compile()
 
     def on_train_epoch_start(self) -> None:
@@ -65,6 +66,15 @@ class GenerativeModule(L.LightningModule):
             for name, optimizer in zip(names, optimizers, strict=False)
         }
         self.log_dict(rates, on_step=False, on_epoch=True, rank_zero_only=True)
+
+    def on_train_epoch_end(self) -> None:
+        # Under manual optimization (every genlab model) Lightning leaves the LR schedulers
+        # to the model: one step per epoch.
+        schedulers = None if self.automatic_optimization else self.lr_schedulers()
+        if schedulers is None:
+            return
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+            scheduler.step()
 
     def optimize(self, loss: Tensor, optimizer, grad_clip: float | None = None) -> None:
         """One update: backward, gradient-norm clipping inside the step when set, step."""

@@ -119,7 +119,7 @@ class GAN(GenerativeModule):
         self.generator_ema = None
         if ema_decay is not None:
             self.generator_ema = copy.deepcopy(generator).requires_grad_(False)
-        self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+            self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
         # D's classification term on generated samples (ACGAN has it; 0 anchors D's classifier
         # to real data only, so that G cannot drift to a permutation of the classes)
         self.aux_weight_fake = aux_weight if aux_weight_fake is None else aux_weight_fake
@@ -136,11 +136,6 @@ class GAN(GenerativeModule):
         if self.lr_scheduler is None:
             return optimizers
         return optimizers, [self.lr_scheduler(optimizer) for optimizer in optimizers]
-
-    def on_train_epoch_end(self) -> None:
-        # Under manual optimization Lightning leaves the schedulers to us: one step per epoch.
-        for scheduler in self.lr_schedulers() or []:
-            scheduler.step()
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         return self.generator(z, labels)

@@ -153,11 +153,6 @@ class ImageTranslation(GenerativeModule):
             return 1.0
         return 1.0 - (epoch - start) / (max_epochs - start)
 
-    def on_train_epoch_end(self) -> None:
-        # Under manual optimization Lightning leaves the schedulers to us: one step per epoch.
-        for scheduler in self.lr_schedulers() or []:
-            scheduler.step()
-
     def remember(self, stats: dict[str, Tensor]) -> None:
         """Hand the losses to the divergence guard, and log them on logging steps."""
         self.guard_values = {"loss/d": stats["loss/d"], "loss/g": stats["loss/g"]}
