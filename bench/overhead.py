@@ -57,8 +57,10 @@ VARIANTS = {
     "cpu": [("32-true", False)],
     "cuda": [("32-true", False), ("bf16-mixed", False), ("bf16-mixed", True)],
 }
-# the default callbacks that log; checkpoints and the evaluation are left out on both sides
-KEPT_CALLBACKS = ("sample_plots", "divergence_guard")
+# the default callbacks that log or show progress (genlab's progress bar redraws every 10
+# batches; without it Lightning would add its own, redrawn every batch); checkpoints and the
+# evaluation are left out on both sides
+KEPT_CALLBACKS = ("sample_plots", "divergence_guard", "progress_bar")
 
 
 def synchronize(device: torch.device) -> None:

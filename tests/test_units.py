@@ -174,3 +174,100 @@ def test_tacgan_generator_loss_subtracts_the_twin_classifier():
     assert torch.allclose(plain, F.cross_entropy(logits, labels))
     with pytest.raises(ConfigError, match="twin classifier needs the auxiliary one"):
         discriminator(shape, twin_classes=3, width=4)
+
+
+def test_acgan_classification_term_stops_at_the_confidence_floor():
+    """With model.aux_confidence_g=p, samples that D's classifier names with probability
+    >= p add nothing to G's classification term (and no gradient); the others add their
+    cross-entropy."""
+    from genlab.models.gan import GAN
+
+    labels = torch.tensor([0, 1, 2])
+    # sample 0 named with p ~ 0.98, sample 1 with p ~ 0.5, sample 2 wrongly
+    logits = torch.tensor([[4.0, 0.0, 0.0], [0.0, 0.0, -9.0], [5.0, 0.0, 0.0]])
+    logits.requires_grad_(True)
+    floor = -math.log(0.9)
+    term = GAN.generator_classification(logits, None, labels, floor)
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    assert ce[0] < floor < ce[1] < ce[2]
+    assert torch.allclose(term, (floor + ce[1] + ce[2]) / 3)
+    term.backward()
+    assert torch.all(logits.grad[0] == 0) and logits.grad[1:].abs().sum() > 0
+    # no floor: plain cross-entropy
+    assert torch.allclose(GAN.generator_classification(logits, None, labels), ce.mean())
+
+
+def test_diff_augment_transforms_keep_shape_and_pass_gradients():
+    from genlab.nets.augment import DiffAugment, random_cutout, random_translation
+
+    torch.manual_seed(0)
+    x = torch.rand(64, 3, 16, 16) * 2 - 1
+    # translation: each image is its own shift of the original, the border filled with -1
+    shifted = random_translation(x, ratio=0.125, fill=-1.0)
+    assert shifted.shape == x.shape
+    moved = 0
+    for original, image in zip(x, shifted, strict=True):
+        padded = F.pad(original, (2, 2, 2, 2), value=-1.0)
+        matches = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(padded[:, dy : dy + 16, dx : dx + 16], image)
+        ]
+        assert len(matches) == 1
+        moved += matches[0] != (2, 2)
+    assert moved > 40  # 24 of 25 shifts move the image
+    # cutout: a square of fill values, at most 8 x 8, the rest untouched
+    cut = random_cutout(x, ratio=0.5, fill=0.0)
+    changed = (cut != x).any(dim=1)
+    assert changed.flatten(1).sum(1).max() <= 64 and changed.any()
+    assert torch.all(cut[(cut != x)] == 0)
+    # the whole policy: differentiable, different draws per call, points pass through
+    augment = DiffAugment(["color", "translation", "cutout"])
+    y = x.clone().requires_grad_(True)
+    out = augment(y)
+    out.sum().backward()
+    assert out.shape == x.shape and y.grad.abs().sum() > 0
+    assert not torch.equal(augment(x), augment(x))
+    points = torch.randn(10, 2)
+    assert augment(points) is points
+    with pytest.raises(ConfigError, match="unknown transform"):
+        DiffAugment(["rotate"])
+
+
+def test_gan_discriminator_sees_augmented_images():
+    """model.augment puts D's inputs (real and generated) through DiffAugment; G and the
+    samples are untouched."""
+    from functools import partial
+
+    from genlab.losses import NonSaturatingLoss
+    from genlab.models.gan import GAN
+    from genlab.nets import discriminator, generator
+
+    shape = (1, 8, 8)
+    seen = []
+    d = discriminator(shape, width=4, dropout=0.25)
+    assert any(isinstance(m, torch.nn.Dropout2d) for m in d.modules())
+    d.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    gan = GAN(
+        generator(4, shape, width=4), d, NonSaturatingLoss(), partial(torch.optim.Adam),
+        partial(torch.optim.Adam), latent_dim=4, augment=["translation"],
+    )  # fmt: skip
+    x = torch.rand(16, *shape) * 2 - 1
+    gan.critic(x, None)
+    assert seen[-1].shape == x.shape and not torch.equal(seen[-1], x)
+    gan.augment = None
+    gan.critic(x, None)
+    assert torch.equal(seen[-1], x)
+
+
+def test_batches_already_on_the_device_are_not_walked_again():
+    from genlab.models.base import GenerativeModule
+
+    model = GenerativeModule()
+    batch = (torch.zeros(4, 2), torch.zeros(4, dtype=torch.long))
+    assert model.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
+    # anything else goes through Lightning's own transfer
+    nested = {"x": torch.zeros(2)}
+    moved = model.transfer_batch_to_device(nested, torch.device("cpu"), 0)
+    assert moved is not nested and torch.equal(moved["x"], nested["x"])

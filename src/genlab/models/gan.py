@@ -5,6 +5,7 @@ with other nets, another loss and another number of critic steps; each is a conf
 """
 
 import copy
+import math
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
@@ -16,9 +17,19 @@ from torch.optim.lr_scheduler import LRScheduler
 from genlab.errors import check_num_classes, require
 from genlab.losses import AdversarialLoss, gradient_penalty
 from genlab.models.base import GenerativeModule, evaluating
+from genlab.nets.augment import DiffAugment
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
+
+
+def mode_seeking_ratio(z: Tensor, fake: Tensor) -> Tensor:
+    """MSGAN's ratio for the pairs (sample i, sample i + n/2): mean |G(z1) - G(z2)| over
+    mean |z1 - z2|. Near 0 when G ignores its noise."""
+    half = len(z) // 2
+    image_gap = (fake[:half] - fake[half : 2 * half]).abs().mean()
+    noise_gap = (z[:half] - z[half : 2 * half]).abs().mean()
+    return image_gap / noise_gap
 
 
 class GAN(GenerativeModule):
@@ -57,6 +68,9 @@ class GAN(GenerativeModule):
         aux_weight_g: float | None = None,
         mismatched_labels: bool = False,
         ema_decay: float | None = None,
+        augment: Sequence[str] | None = None,
+        aux_confidence_g: float | None = None,
+        mode_seeking_weight: float = 0.0,
     ) -> None:
         super().__init__()
         lr_g = lr if lr_g is None else lr_g
@@ -126,7 +140,24 @@ class GAN(GenerativeModule):
         # G's classification term: a smaller weight than D's asks G for recognisable digits
         # without pushing every sample of a class to the one D is surest of
         self.aux_weight_g = aux_weight if aux_weight_g is None else aux_weight_g
+        # ... and it stops pulling once D's classifier names a sample's class with this
+        # probability: past that point cross-entropy only pushes every sample of a class
+        # towards the one image D is surest of, which collapses the class
+        require(
+            aux_confidence_g is None or 0 < aux_confidence_g < 1,
+            f"model.aux_confidence_g must lie in (0, 1) or be null (got {aux_confidence_g})",
+        )
+        # MSGAN (Mao et al. 2019): G is charged 1 / (|G(z1) - G(z2)| / |z1 - z2|) for pairs of
+        # samples of the same class, so that it cannot map every z of a class to one image
+        require(
+            mode_seeking_weight >= 0,
+            f"model.mode_seeking_weight must be >= 0 (got {mode_seeking_weight})",
+        )
+        self.mode_seeking_weight = mode_seeking_weight
+        self.aux_floor_g = 0.0 if aux_confidence_g is None else -math.log(aux_confidence_g)
         self.last_scores: tuple[Tensor, Tensor] | None = None
+        # DiffAugment: D sees real and generated images through the same random transforms
+        self.augment = DiffAugment(augment) if augment else None
 
     def configure_optimizers(self):
         optimizers = [
@@ -174,6 +205,8 @@ class GAN(GenerativeModule):
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """D's scores and, for an auxiliary-classifier D (ACGAN), its class logits, and for a
         twin-classifier D (TAC-GAN) the logits of the twin that learns G's classes."""
+        if self.augment is not None:
+            x = self.augment(x)
         out = self.discriminator(x, labels)
         if not isinstance(out, tuple):
             return out, None, None
@@ -235,12 +268,23 @@ class GAN(GenerativeModule):
 
     def generator_step(self, n: int, labels: Tensor | None, opt_g) -> dict[str, Tensor]:
         with self.toggled_optimizer(opt_g):
-            fake = self.generator(self.noise((n, self.latent_dim)), labels)
+            z = self.noise((n, self.latent_dim))
+            if self.mode_seeking_weight and labels is not None and n >= 2:
+                # MSGAN's pairs: the second half of the batch repeats the first half's labels
+                half = n // 2
+                labels = torch.cat([labels[:half], labels[:half], labels[2 * half :]])
+            fake = self.generator(z, labels)
             fake_scores, fake_logits, fake_twin = self.critic(fake, labels)
             loss = self.loss.generator(fake_scores)
             stats = {"loss/g": loss.detach()}
+            if self.mode_seeking_weight and n >= 2:
+                diversity = mode_seeking_ratio(z, fake)
+                loss = loss + self.mode_seeking_weight / (diversity + 1e-5)
+                stats["g/diversity"] = diversity.detach()
             if fake_logits is not None:
-                aux = self.generator_classification(fake_logits, fake_twin, labels)
+                aux = self.generator_classification(
+                    fake_logits, fake_twin, labels, self.aux_floor_g
+                )
                 loss = loss + self.aux_weight_g * aux
                 stats["loss/aux_g"] = aux.detach()
             self.optimize(loss, opt_g, self.grad_clip_g)
@@ -248,12 +292,13 @@ class GAN(GenerativeModule):
 
     @staticmethod
     def generator_classification(
-        logits: Tensor, twin_logits: Tensor | None, labels: Tensor
+        logits: Tensor, twin_logits: Tensor | None, labels: Tensor, floor: float = 0.0
     ) -> Tensor:
-        """G's classification term: ACGAN's cross-entropy of D's classifier on G's samples;
-        TAC-GAN subtracts the twin's, so that G cannot please the classifier by drawing only
-        the easiest-to-classify sample of each class."""
-        term = F.cross_entropy(logits, labels)
+        """G's classification term: ACGAN's cross-entropy of D's classifier on G's samples,
+        each sample's clipped from below at `floor` (no gradient for samples already named
+        with probability exp(-floor)); TAC-GAN subtracts the twin's, so that G cannot please
+        the classifier by drawing only the easiest-to-classify sample of each class."""
+        term = F.cross_entropy(logits, labels, reduction="none").clamp(min=floor).mean()
         if twin_logits is not None:
             term = term - F.cross_entropy(twin_logits, labels)
         return term

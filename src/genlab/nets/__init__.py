@@ -39,8 +39,9 @@ def discriminator(
     width: int = 64,
     norm: str = "batch",
     twin_classes: int = 0,
+    dropout: float = 0.0,
 ) -> nn.Module:
-    """MLP (hidden_dims) for points, DCGAN (width, norm) for images."""
+    """MLP (hidden_dims) for points, DCGAN (width, norm, dropout) for images."""
     if len(in_shape) == 1:
         require(
             aux_classes == 0,
@@ -48,7 +49,13 @@ def discriminator(
         )
         return MLPDiscriminator(in_shape, hidden_dims, num_classes)
     return DCGANDiscriminator(
-        in_shape, num_classes, aux_classes, width=width, norm=norm, twin_classes=twin_classes
+        in_shape,
+        num_classes,
+        aux_classes,
+        width=width,
+        norm=norm,
+        twin_classes=twin_classes,
+        dropout=dropout,
     )
 
 

@@ -130,9 +130,11 @@ class DCGANDiscriminator(nn.Module):
         norm: str = "batch",
         out_features: int = 1,
         twin_classes: int = 0,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         channels, image_size = check_image_shape(in_shape)
+        require(0 <= dropout < 1, f"model.discriminator.dropout must lie in [0, 1) (got {dropout})")
         check_num_classes(num_classes)
         require(norm in NORMS, f"model.discriminator.norm must be one of {NORMS} (got {norm!r})")
         sizes = size_chain(image_size)[::-1]  # image_size ... 4
@@ -147,6 +149,8 @@ class DCGANDiscriminator(nn.Module):
             if i > 0:  # no normalisation on the first layer (DCGAN)
                 layers.append(normalization(norm, out_channels, size_out))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
+            if dropout:
+                layers.append(nn.Dropout2d(dropout))
             in_channels = out_channels
         self.features = nn.Sequential(*layers, nn.Flatten())
         feature_dim = in_channels * 16
