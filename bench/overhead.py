@@ -70,7 +70,11 @@ def synchronize(device: torch.device) -> None:
 
 class StepTimer(L.Callback):
     """Times genlab's loop from batch `warmup` to the end of training (epoch-end pictures
-    included). The latest instance is `StepTimer.latest`."""
+    included), and splits the time into: inside a step (`on_train_batch_start` to
+    `on_train_batch_end`: the model's update and Lightning's hooks around it), between two
+    steps of an epoch (fetching the batch, logging, progress), and between epochs (epoch end
+    and start: pictures, epoch logging, the loader's new order). The latest instance is
+    `StepTimer.latest`."""
 
     latest: "StepTimer | None" = None
 
@@ -79,6 +83,10 @@ class StepTimer(L.Callback):
         self.batches = 0
         self.started = 0.0
         self.steps_per_s = float("nan")
+        self.last_end: tuple[int, float] | None = None
+        self.in_step: list[float] = []
+        self.between: list[float] = []
+        self.turnover: list[float] = []
         StepTimer.latest = self
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
@@ -86,10 +94,34 @@ class StepTimer(L.Callback):
             synchronize(pl_module.device)
             self.started = time.perf_counter()
         self.batches += 1
+        now = time.perf_counter()
+        if self.batches > self.warmup and self.last_end is not None:
+            epoch, ended = self.last_end
+            (self.between if epoch == trainer.current_epoch else self.turnover).append(now - ended)
+        self.step_started = now
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        now = time.perf_counter()
+        if self.batches > self.warmup:
+            self.in_step.append(now - self.step_started)
+        self.last_end = (trainer.current_epoch, now)
 
     def on_train_end(self, trainer, pl_module) -> None:
         synchronize(pl_module.device)
         self.steps_per_s = (self.batches - self.warmup) / (time.perf_counter() - self.started)
+
+    def breakdown(self) -> dict[str, float]:
+        """Milliseconds: median inside a step, median between steps, median epoch turnover
+        (nan where none was seen)."""
+
+        def median_ms(values: list[float]) -> float:
+            return statistics.median(values) * 1e3 if values else float("nan")
+
+        return {
+            "in_step": median_ms(self.in_step),
+            "between": median_ms(self.between),
+            "turnover": median_ms(self.turnover),
+        }
 
 
 def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
@@ -273,7 +305,7 @@ def main() -> None:
         args.steps, args.warmup, args.rounds = 6, 2, 1
     device = torch.device(args.device)
     workloads = WORKLOADS | (GPU_WORKLOADS if device.type == "cuda" else {})
-    rows = []
+    rows, splits = [], []
     for name, (overrides, target, default_steps) in workloads.items():
         if args.only not in name:
             continue
@@ -285,13 +317,16 @@ def main() -> None:
             batches, epochs = plan(run, args.steps or default_steps)
             total = batches * epochs
             warmup = min(args.warmup, total // 2)
-            ours, plain = [], []
+            ours, plain, parts = [], [], []
             for _ in range(args.rounds):
                 ours.append(genlab_round(run, batches, epochs, warmup))
+                parts.append(StepTimer.latest.breakdown())
                 plain.append(plain_round(run, total, warmup, device, precision, compile_nets))
             ours_median, plain_median = statistics.median(ours), statistics.median(plain)
             batch_size = batch_size_of(run)
             rows.append((name, variant, ours_median, plain_median, target, batch_size))
+            split = {k: statistics.median(p[k] for p in parts) for k in parts[0]}
+            splits.append((name, variant, 1e3 / plain_median, split, batches))
             print(
                 f"{name} [{variant}]: genlab {ours_median:.1f} steps/s, plain "
                 f"{plain_median:.1f} steps/s, ratio {ours_median / plain_median:.3f} "
@@ -318,6 +353,24 @@ def main() -> None:
         f"of {args.steps or 'a per-workload number of'} batches (medians; "
         f"{args.warmup} warm-up batches untimed).\n"
     )
+    lines += [
+        "",
+        "Where genlab's time goes (medians over the rounds, milliseconds): a plain-loop step; "
+        "in genlab, inside a step (the update and Lightning's hooks around it), between two "
+        "steps of an epoch (fetching the batch, step logging, the progress bar), and each "
+        "epoch's turnover (epoch-end pictures and logging, the next epoch's start), also "
+        "spread over the epoch's steps.",
+        "",
+        "| workload | precision | plain step | genlab in step | between steps "
+        "| epoch turnover | turnover per step | steps per epoch |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, variant, plain_ms, split, batches in splits:
+        lines.append(
+            f"| {name} | {variant} | {plain_ms:.2f} | {split['in_step']:.2f} "
+            f"| {split['between']:.2f} | {split['turnover']:.1f} "
+            f"| {split['turnover'] / batches:.2f} | {batches} |"
+        )
     write_section(Path(args.out), f"overhead-{device.type}", header + "\n" + "\n".join(lines))
     print("\n".join(lines))
 

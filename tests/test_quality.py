@@ -61,3 +61,10 @@ def test_pixelcnn_likelihood_beats_the_vae_bound(tmp_path):
     pixelcnn, _ = train(tmp_path / "pixelcnn", "experiment=pixelcnn_mnist_mini")
     # both on the same binarized held-out split, in nats per image
     assert pixelcnn["eval/nll"] < -vae["eval/iwae"]
+
+
+def test_acgan_draws_the_digit_it_is_asked_for_with_variety(tmp_path):
+    metrics, _ = train(tmp_path, "experiment=acgan_mnist_mini")
+    assert metrics["eval/cond_acc"] >= 0.9
+    # not one image per class: the generated digits cover the real ones
+    assert metrics["eval/recall"] >= 0.5

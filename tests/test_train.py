@@ -86,3 +86,21 @@ def test_resume_continues_the_epoch_count(run_train):
     assert resumed["epochs"] == 3
     # two optimizer steps per batch (D then G): 3 epochs x 8 batches x 2
     assert resumed["global_step"] == 48
+
+
+@pytest.mark.parametrize(("native_bf16", "expected"), [(True, "bf16-mixed"), (False, "16-mixed")])
+def test_gpu_precision_is_bf16_where_the_gpu_has_it(
+    tmp_path, monkeypatch, capsys, native_bf16, expected
+):
+    """hardware=gpu trains in bf16 on Ampere and newer, and falls back to float16 with loss
+    scaling (saying so) on older GPUs. The GPU is simulated: CI has none."""
+    from genlab import train as train_module
+    from genlab.train import check_hardware, compose_run
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(train_module, "gpu_has_bf16", lambda: native_bf16)
+    cfg = compose_run(["hardware=gpu"], tmp_path)
+    assert cfg.trainer.precision == "bf16-mixed"
+    check_hardware(cfg)
+    assert cfg.trainer.precision == expected
+    assert ("16-mixed instead" in capsys.readouterr().err) == (not native_bf16)

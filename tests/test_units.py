@@ -1,5 +1,6 @@
 """Losses, metrics and the batch loader against values worked out by hand."""
 
+import contextlib
 import math
 
 import pytest
@@ -271,3 +272,41 @@ def test_batches_already_on_the_device_are_not_walked_again():
     nested = {"x": torch.zeros(2)}
     moved = model.transfer_batch_to_device(nested, torch.device("cpu"), 0)
     assert moved is not nested and torch.equal(moved["x"], nested["x"])
+
+
+def test_mode_seeking_term_pairs_same_class_samples_and_charges_ignored_noise():
+    """MSGAN: the ratio |G(z1) - G(z2)| / |z1 - z2| is 0 for a G that ignores z, and G's
+    step draws its batch so that sample i and sample i + n/2 share a class."""
+    from functools import partial
+
+    from genlab.losses import NonSaturatingLoss
+    from genlab.models.gan import GAN, mode_seeking_ratio
+    from genlab.nets import discriminator, generator
+
+    z = torch.randn(8, 4)
+    assert mode_seeking_ratio(z, torch.ones(8, 1, 2, 2)) == 0
+    images = torch.cat([z, z], dim=1).view(8, 2, 2, 2)  # |G(z1) - G(z2)| = |z1 - z2|
+    assert torch.allclose(mode_seeking_ratio(z, images), torch.tensor(1.0))
+
+    shape = (1, 8, 8)
+    g = generator(4, shape, num_classes=3, width=4)
+    seen = []
+    g.register_forward_pre_hook(lambda module, args: seen.append(args[1].clone()))
+    gan = GAN(
+        g, discriminator(shape, aux_classes=3, width=4), NonSaturatingLoss(),
+        partial(torch.optim.Adam), partial(torch.optim.Adam), latent_dim=4, num_classes=3,
+        aux_weight=1.0, mode_seeking_weight=1.0,
+    )  # fmt: skip
+    gan.toggled_optimizer = lambda optimizer: contextlib.nullcontext()
+    gan.optimize = lambda loss, optimizer, clip=None: loss.backward()
+    labels = torch.tensor([0, 1, 2, 2, 1, 0, 1])
+    stats = gan.generator_step(7, labels, None)
+    drawn = seen[-1]
+    assert torch.equal(drawn[:3], labels[:3]) and torch.equal(drawn[3:6], labels[:3])
+    assert drawn[6] == labels[6]
+    assert stats["g/diversity"] > 0
+    with pytest.raises(ConfigError, match="mode_seeking_weight must be >= 0"):
+        GAN(
+            g, discriminator(shape, width=4), NonSaturatingLoss(), partial(torch.optim.Adam),
+            partial(torch.optim.Adam), latent_dim=4, mode_seeking_weight=-1,
+        )  # fmt: skip

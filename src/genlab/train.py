@@ -85,10 +85,31 @@ OmegaConf.register_new_resolver("genlab.job_name", job_name, replace=True)
 
 def check_hardware(cfg: DictConfig) -> None:
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+    if accelerator not in ("gpu", "cuda"):
+        return
+    if not torch.cuda.is_available():
         raise ConfigError(
             "no CUDA GPU is visible on this machine; use hardware=cpu (or hardware=ddp_cpu)"
         )
+    precision = str(cfg.trainer.get("precision", "32-true"))
+    if precision.startswith("bf16") and not gpu_has_bf16():
+        # hardware=gpu asks for bf16 where the GPU has it (Ampere and newer); older GPUs
+        # get float16 with loss scaling, which Lightning's manual optimization handles
+        print(
+            "genlab-train: note: this GPU has no bf16 arithmetic; training with "
+            "trainer.precision=16-mixed instead (or set trainer.precision=32-true)",
+            file=sys.stderr,
+        )
+        with open_dict(cfg):
+            cfg.trainer.precision = "16-mixed"
+
+
+def gpu_has_bf16() -> bool:
+    """Native bf16 on the current GPU (emulated bf16 on older GPUs is slow)."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch before 2.4 has no including_emulation
+        return torch.cuda.get_device_capability()[0] >= 8
 
 
 def check_settings(node: Any, path: str) -> None:
