@@ -263,14 +263,12 @@ def test_gan_discriminator_sees_augmented_images():
 
 
 def test_batches_already_on_the_device_are_not_walked_again():
-    from genlab.models.base import GenerativeModule
-
-    model = GenerativeModule()
+    data = RingDataModule(batch_size=4)
     batch = (torch.zeros(4, 2), torch.zeros(4, dtype=torch.long))
-    assert model.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
+    assert data.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
     # anything else goes through Lightning's own transfer
     nested = {"x": torch.zeros(2)}
-    moved = model.transfer_batch_to_device(nested, torch.device("cpu"), 0)
+    moved = data.transfer_batch_to_device(nested, torch.device("cpu"), 0)
     assert moved is not nested and torch.equal(moved["x"], nested["x"])
 
 

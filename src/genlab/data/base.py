@@ -53,6 +53,16 @@ class InMemoryDataModule(L.LightningDataModule):
         self.setup()
         return self.batch_loader(self.train_set, seed=self.seed)
 
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        """The loaders hand out batches that already live on the training device: pass them
+        through instead of walking them with `move_data_to_device` (a tenth of a
+        millisecond per step that a small model notices)."""
+        if isinstance(batch, (tuple, list)) and all(
+            isinstance(part, Tensor) and part.device == device for part in batch
+        ):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def batch_loader(self, tensors: tuple[Tensor, ...], seed: int) -> InMemoryBatchLoader:
         """Batches of `tensors`, moved to the training device, this rank's shard under DDP."""
         trainer = self.trainer

@@ -50,7 +50,7 @@ def read_image(path: Path, channels: int, image_size: int, part: int | None = No
             half = image.width // 2
             image = image.crop((part * half, 0, (part + 1) * half, image.height))
         image = image.resize((image_size, image_size), Image.BILINEAR)
-        pixels = torch.as_tensor(np.asarray(image, dtype=np.uint8))
+        pixels = torch.from_numpy(np.array(image, dtype=np.uint8))  # a writable copy
     return pixels.unsqueeze(0) if pixels.dim() == 2 else pixels.permute(2, 0, 1)
 
 
