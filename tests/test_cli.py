@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import SHORT, cli, one_line_error, short_run
+from conftest import SHORT, cli, cli_in_process, one_line_error, short_run
 
 
 def run_dirs(root: Path) -> list[Path]:
@@ -80,7 +80,7 @@ def test_sample_writes_points_and_labels(trained, tmp_path):
     assert saved["labels"].tolist() == [3] * 100
     assert (out / "samples.png").stat().st_size > 5_000
 
-    result = cli(
+    result = cli_in_process(
         "genlab-sample",
         f"ckpt={trained / 'checkpoints' / 'last.ckpt'}",
         "n=16",
@@ -119,7 +119,8 @@ def test_sample_unconditional_has_no_labels(tmp_path):
     ],
 )
 def test_bad_input_gives_one_line(overrides, expected, tmp_path):
-    result = cli("genlab-train", *overrides, f"paths.log_dir={tmp_path}", cwd=tmp_path)
+    # in this process (the subprocess path is exercised by the tests around this one)
+    result = cli_in_process("genlab-train", *overrides, f"paths.log_dir={tmp_path}", cwd=tmp_path)
     if overrides == ["hardware=gpu"] and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     message = one_line_error(result)
@@ -137,13 +138,13 @@ def test_unknown_model_lists_the_choices(tmp_path):
 def test_corrupt_and_foreign_checkpoints(trained, tmp_path):
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes((trained / "checkpoints" / "last.ckpt").read_bytes()[:1000])
-    message = one_line_error(cli("genlab-sample", f"ckpt={truncated}", cwd=tmp_path))
+    message = one_line_error(cli_in_process("genlab-sample", f"ckpt={truncated}", cwd=tmp_path))
     assert "cannot read checkpoint" in message
 
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"weights": torch.zeros(3)}, foreign)
     assert "not a genlab checkpoint" in one_line_error(
-        cli("genlab-sample", f"ckpt={foreign}", cwd=tmp_path)
+        cli_in_process("genlab-sample", f"ckpt={foreign}", cwd=tmp_path)
     )
 
     # resuming with another model: the ring run is conditional with 8 classes, this one is not
@@ -158,11 +159,11 @@ def test_corrupt_and_foreign_checkpoints(trained, tmp_path):
 
 
 def test_sample_rejects_labels_for_unconditional_and_bad_n(trained, tmp_path):
-    result = cli(
+    result = cli_in_process(
         "genlab-sample", f"ckpt={trained / 'checkpoints' / 'last.ckpt'}", "n=0", cwd=tmp_path
     )
     assert "n must be a whole number >= 1" in one_line_error(result)
-    result = cli("genlab-sample", "ckpt=x", "nn=3", cwd=tmp_path)
+    result = cli_in_process("genlab-sample", "ckpt=x", "nn=3", cwd=tmp_path)
     assert "unknown option nn" in one_line_error(result)
 
 

@@ -13,7 +13,7 @@ from test_train import read_events
 from genlab.data.images import MnistMiniDataModule
 from genlab.metrics import load_or_train_classifier
 
-from conftest import SHORT, cli, one_line_error, short_run
+from conftest import SHORT, cli, cli_in_process, one_line_error, short_run
 
 IMAGE_MODELS = ["cgan", "dcgan", "wgan", "wgan_gp", "lsgan", "acgan", "tacgan"]
 
@@ -161,21 +161,26 @@ def test_image_folder_with_and_without_classes(tmp_path, run_train):
 
 
 def test_bad_image_inputs(tmp_path):
+    # through genlab-train's entry point, in this process (no 6 s interpreter start each)
     flat = image_folder(tmp_path / "flat", None)
     message = one_line_error(
-        cli("genlab-train", "model=cgan", "data=image_folder", f"data.root={flat}", cwd=tmp_path)
+        cli_in_process(
+            "genlab-train", "model=cgan", "data=image_folder", f"data.root={flat}", cwd=tmp_path
+        )
     )
     assert "no known classes" in message or "no labels" in message
 
     empty = tmp_path / "empty"
     empty.mkdir()
     message = one_line_error(
-        cli("genlab-train", "model=dcgan", "data=image_folder", f"data.root={empty}", cwd=tmp_path)
+        cli_in_process(
+            "genlab-train", "model=dcgan", "data=image_folder", f"data.root={empty}", cwd=tmp_path
+        )
     )
     assert "no images found" in message and str(empty) in message
 
     message = one_line_error(
-        cli(
+        cli_in_process(
             "genlab-train",
             "model=dcgan",
             "data=mnist_mini",
@@ -186,7 +191,9 @@ def test_bad_image_inputs(tmp_path):
     assert "shape [1, 32, 32]" in message and "[1, 28, 28]" in message
 
     message = one_line_error(
-        cli("genlab-train", "model=dcgan", "data=mnist_mini", "data.image_size=5", cwd=tmp_path)
+        cli_in_process(
+            "genlab-train", "model=dcgan", "data=mnist_mini", "data.image_size=5", cwd=tmp_path
+        )
     )
     assert "image_size 5 is not supported" in message
 
