@@ -308,3 +308,36 @@ def test_mode_seeking_term_pairs_same_class_samples_and_charges_ignored_noise():
             g, discriminator(shape, width=4), NonSaturatingLoss(), partial(torch.optim.Adam),
             partial(torch.optim.Adam), latent_dim=4, mode_seeking_weight=-1,
         )  # fmt: skip
+
+
+def test_scatter_reuses_its_background_while_the_view_holds():
+    """The per-epoch scatter draws axes, real points and modes once; a new picture redraws
+    them only when the generated points leave the view, which then grows to hold them."""
+    import numpy as np
+
+    from genlab import plotting
+
+    torch.manual_seed(0)
+    real, centers = torch.randn(500, 2), torch.randn(8, 2)
+    first = plotting.scatter_figure(torch.randn(500, 2) * 0.5, real, centers, title="epoch 0")
+    background = plotting.SCATTER.background
+    second = plotting.scatter_figure(torch.randn(500, 2) * 0.5, real, centers, title="epoch 1")
+    assert plotting.SCATTER.background is background  # reused
+    assert first.shape == second.shape == (500, 500, 3) and not np.array_equal(first, second)
+    # points far outside: a new view that holds them, in whole quarter steps
+    low, high = plotting.view_limits(real.numpy(), real.numpy())
+    real_low, real_high = np.percentile(real.numpy(), [0.5, 99.5], axis=0)
+    span = float((real_high - real_low).max()) + 1e-3
+    assert np.allclose(low, real_low - 0.15 * span) and np.allclose(high, real_high + 0.15 * span)
+    far = real.numpy() * 4
+    grown_low, grown_high = plotting.view_limits(far, real.numpy())
+    far_low, far_high = np.percentile(far, [0.5, 99.5], axis=0)
+    assert np.all(grown_low <= far_low) and np.all(grown_high >= far_high)
+    steps = np.concatenate([(low - grown_low), (grown_high - high)]) / (0.25 * span)
+    assert np.allclose(steps, steps.round()) and np.all(steps >= 1)
+    plotting.scatter_figure(torch.from_numpy(far), real, centers, title="diverged")
+    assert plotting.SCATTER.background is not background
+    # diverged to non-finite values: still a picture
+    nan = torch.full((10, 2), float("nan"))
+    assert plotting.scatter_figure(nan, real, centers).shape == (500, 500, 3)
+    assert plotting.scatter_figure(nan).shape == (500, 500, 3)  # and no real points either
