@@ -58,6 +58,7 @@ class ScatterCanvas:
 
         self.figure = Figure(figsize=(5, 5), dpi=100)
         self.canvas = FigureCanvasAgg(self.figure)
+        # (what the background shows, its (low, high) view) for the cached background
         self.key: tuple | None = None
         self.background = None
 
@@ -69,15 +70,26 @@ class ScatterCanvas:
         colours: np.ndarray | None,
         title: str,
     ) -> np.ndarray:
-        low, high = view_limits(fake, real)
-        key = (
+        scene = (
             None if real is None else hash(real.tobytes()),
             None if centers is None else hash(centers.tobytes()),
-            tuple(low.round(6)),
-            tuple(high.round(6)),
             colours is not None,
         )
-        if key != self.key:
+        low, high = view_limits(fake, real)
+        if self.key is not None and self.key[0] == scene:
+            # keep the current view while it holds the points and is not over twice the
+            # size they need (a model that wanders early on does not redraw every epoch)
+            shown_low, shown_high = self.key[1]
+            holds = np.all(low >= shown_low) and np.all(high <= shown_high)
+            snug = (high - low).max() >= 0.5 * (shown_high - shown_low).max()
+            if holds and snug:
+                low, high = shown_low, shown_high
+        key = (scene, (low, high))
+        if self.key is None or not (
+            self.key[0] == scene
+            and np.array_equal(self.key[1][0], low)
+            and np.array_equal(self.key[1][1], high)
+        ):
             self.draw_background(real, centers, low, high, colours is not None)
             self.key = key
         self.canvas.restore_region(self.background)
