@@ -83,6 +83,7 @@ class StepTimer(L.Callback):
         self.batches = 0
         self.started = 0.0
         self.steps_per_s = float("nan")
+        self.step_started = 0.0
         self.last_end: tuple[int, float] | None = None
         self.in_step: list[float] = []
         self.between: list[float] = []

@@ -52,10 +52,10 @@ def cli(
 
 
 def cli_in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """`genlab-train ARGS` or `genlab-sample ARGS` through its real entry point (Hydra's argument parsing and config
-    composition, genlab's one-line error handling) but in this process: a fresh interpreter
-    spends 5 to 6 s importing torch and Lightning, which the many bad-input tests need not
-    pay (genlab-sample: its argument parsing and error handling). Output and exit status come back as from `cli`."""
+    """`genlab-train ARGS` or `genlab-sample ARGS` through the real entry point (argument
+    parsing, config composition, the one-line error handling), but in this process: a fresh
+    interpreter spends 5 to 6 s importing torch and Lightning, which the many bad-input
+    tests need not pay. Output and exit status come back as from `cli`."""
     import contextlib
     import io
 

@@ -26,11 +26,12 @@ def view_limits(fake: np.ndarray, real: np.ndarray | None) -> tuple[np.ndarray, 
     margins (the generated points' box when there are no real ones), grown in whole quarters
     of its size wherever the generated points spill out. So the view, and the figure's cached
     background, stay put while the generated points stay inside it."""
-    base = real if real is not None else fake
     with warnings.catch_warnings():  # all-NaN points (a diverged model) draw an empty view
         warnings.simplefilter("ignore", RuntimeWarning)
-        low, high = np.nanpercentile(base, [0.5, 99.5], axis=0)
         fake_low, fake_high = np.nanpercentile(fake, [0.5, 99.5], axis=0)
+        low, high = (
+            (fake_low, fake_high) if real is None else np.nanpercentile(real, [0.5, 99.5], axis=0)
+        )
     if not np.all(np.isfinite([low, high])):
         low, high = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
     span = float((high - low).max()) + 1e-3
@@ -58,8 +59,10 @@ class ScatterCanvas:
 
         self.figure = Figure(figsize=(5, 5), dpi=100)
         self.canvas = FigureCanvasAgg(self.figure)
-        # (what the background shows, its (low, high) view) for the cached background
-        self.key: tuple | None = None
+        # what the cached background shows (the real points, the modes, whether the
+        # generated points are coloured by class) and its (low, high) view
+        self.scene: tuple | None = None
+        self.view: tuple[np.ndarray, np.ndarray] | None = None
         self.background = None
 
     def draw(
@@ -76,22 +79,9 @@ class ScatterCanvas:
             colours is not None,
         )
         low, high = view_limits(fake, real)
-        if self.key is not None and self.key[0] == scene:
-            # keep the current view while it holds the points and is not over twice the
-            # size they need (a model that wanders early on does not redraw every epoch)
-            shown_low, shown_high = self.key[1]
-            holds = np.all(low >= shown_low) and np.all(high <= shown_high)
-            snug = (high - low).max() >= 0.5 * (shown_high - shown_low).max()
-            if holds and snug:
-                low, high = shown_low, shown_high
-        key = (scene, (low, high))
-        if self.key is None or not (
-            self.key[0] == scene
-            and np.array_equal(self.key[1][0], low)
-            and np.array_equal(self.key[1][1], high)
-        ):
+        if scene != self.scene or not self.view_fits(low, high):
             self.draw_background(real, centers, low, high, colours is not None)
-            self.key = key
+            self.scene, self.view = scene, (low, high)
         self.canvas.restore_region(self.background)
         ax = self.figure.axes[0]
         points = ax.scatter(
@@ -105,6 +95,13 @@ class ScatterCanvas:
         self.title.set_text(title)
         ax.draw_artist(self.title)
         return np.asarray(self.canvas.buffer_rgba())[..., :3].copy()
+
+    def view_fits(self, low: np.ndarray, high: np.ndarray) -> bool:
+        """The current view holds the box (low, high) and is not over twice its size, so
+        it stays (a model that wanders early on does not redraw the background every epoch)."""
+        shown_low, shown_high = self.view
+        holds = np.all(low >= shown_low) and np.all(high <= shown_high)
+        return bool(holds and (high - low).max() >= 0.5 * (shown_high - shown_low).max())
 
     def draw_background(
         self,

@@ -147,6 +147,7 @@ class GAN(GenerativeModule):
             aux_confidence_g is None or 0 < aux_confidence_g < 1,
             f"model.aux_confidence_g must lie in (0, 1) or be null (got {aux_confidence_g})",
         )
+        self.aux_floor_g = 0.0 if aux_confidence_g is None else -math.log(aux_confidence_g)
         # MSGAN (Mao et al. 2019): G is charged 1 / (|G(z1) - G(z2)| / |z1 - z2|) for pairs of
         # samples of the same class, so that it cannot map every z of a class to one image
         require(
@@ -154,7 +155,6 @@ class GAN(GenerativeModule):
             f"model.mode_seeking_weight must be >= 0 (got {mode_seeking_weight})",
         )
         self.mode_seeking_weight = mode_seeking_weight
-        self.aux_floor_g = 0.0 if aux_confidence_g is None else -math.log(aux_confidence_g)
         self.last_scores: tuple[Tensor, Tensor] | None = None
         # DiffAugment: D sees real and generated images through the same random transforms
         self.augment = DiffAugment(augment) if augment else None
@@ -269,7 +269,8 @@ class GAN(GenerativeModule):
     def generator_step(self, n: int, labels: Tensor | None, opt_g) -> dict[str, Tensor]:
         with self.toggled_optimizer(opt_g):
             z = self.noise((n, self.latent_dim))
-            if self.mode_seeking_weight and labels is not None and n >= 2:
+            mode_seeking = self.mode_seeking_weight > 0 and n >= 2
+            if mode_seeking and labels is not None:
                 # MSGAN's pairs: the second half of the batch repeats the first half's labels
                 half = n // 2
                 labels = torch.cat([labels[:half], labels[:half], labels[2 * half :]])
@@ -277,7 +278,7 @@ class GAN(GenerativeModule):
             fake_scores, fake_logits, fake_twin = self.critic(fake, labels)
             loss = self.loss.generator(fake_scores)
             stats = {"loss/g": loss.detach()}
-            if self.mode_seeking_weight and n >= 2:
+            if mode_seeking:
                 diversity = mode_seeking_ratio(z, fake)
                 loss = loss + self.mode_seeking_weight / (diversity + 1e-5)
                 stats["g/diversity"] = diversity.detach()
