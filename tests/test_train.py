@@ -58,6 +58,30 @@ def test_short_run_writes_scalars_images_hparams_and_metrics(run_train):
     assert (output_dir / "checkpoints" / "last.ckpt").is_file()
 
 
+def test_tensorboard_checksums_are_fast_and_the_same(tmp_path):
+    """genlab's C checksums give TensorBoard's values, and the files read back: the reader
+    checks every record with TensorBoard's own pure-Python checksum."""
+    import random
+
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as reference
+    from tensorboard.summary.writer import record_writer
+
+    from genlab.callbacks.tensorboard import masked_crc32c, use_fast_checksums
+
+    draw = random.Random(0)
+    for size in (0, 1, 7, 100, 5000):
+        data = bytes(draw.randrange(256) for _ in range(size))
+        assert masked_crc32c(data) == reference(data)
+    assert use_fast_checksums() and record_writer.masked_crc32c is masked_crc32c
+    logger = TensorBoardLogger(tmp_path, name="tb", version="")
+    for step in range(3):
+        logger.log_metrics({"loss": 0.5 + step}, step=step)
+    logger.experiment.flush()
+    events = read_events(tmp_path / "tb")
+    assert [point.value for point in events.Scalars("loss")] == [0.5, 1.5, 2.5]
+
+
 def test_step_scalars_follow_log_every_n_steps(run_train):
     _, output_dir = run_train(["data=moons", *SHORT, "trainer.log_every_n_steps=4"])
     steps = [s.step for s in read_events(output_dir / "tensorboard").Scalars("loss/g")]

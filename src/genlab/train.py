@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genlab.callbacks.guard import CheckpointOnInterrupt
 from genlab.callbacks.run_record import RunRecord, final_metrics, write_run_info
+from genlab.callbacks.tensorboard import use_fast_checksums
 from genlab.checkpoints import check_compatible, load_checkpoint
 from genlab.errors import (
     CheckpointError,
@@ -408,6 +409,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = [*callbacks, RunRecord(run_config, hparams(cfg, run_config))]
     loggers = instantiate_group(cfg.get("logger"))
     check_log_folders(loggers)
+    if any(isinstance(logger, TensorBoardLogger) for logger in loggers):
+        use_fast_checksums()  # TensorBoard's pure-Python checksums stall the loop
     trainer = build_trainer(cfg, callbacks, loggers)
     if torch.are_deterministic_algorithms_enabled():
         # Deterministic mode also fills every new tensor with NaN, to expose reads of

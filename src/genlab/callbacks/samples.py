@@ -7,29 +7,9 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
-from tensorboard.compat.proto.summary_pb2 import Summary
 
+from genlab.callbacks.tensorboard import log_png
 from genlab.plotting import encode_png, grid_labels, picture, save_png
-
-
-def log_png(trainer: L.Trainer, tag: str, png: bytes, shape: tuple[int, ...], step: int) -> None:
-    """Send an encoded PNG to every TensorBoard logger of the trainer, as an image summary.
-    (`add_image` would encode the picture again; it is encoded once for the files and here.)"""
-    height, width = shape[:2]
-    summary = Summary(
-        value=[
-            Summary.Value(
-                tag=tag,
-                image=Summary.Image(
-                    height=height, width=width, colorspace=3, encoded_image_string=png
-                ),
-            )
-        ]
-    )
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.experiment._get_file_writer().add_summary(summary, global_step=step)
 
 
 class SamplePlots(L.Callback):
