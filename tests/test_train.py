@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
 
 from conftest import SHORT
 
@@ -80,6 +81,34 @@ def test_tensorboard_checksums_are_fast_and_the_same(tmp_path):
     logger.experiment.flush()
     events = read_events(tmp_path / "tb")
     assert [point.value for point in events.Scalars("loss")] == [0.5, 1.5, 2.5]
+
+
+def test_lightning_bookkeeping_shortcuts_change_nothing(tmp_path):
+    """The per-hook shortcuts (a profiler whose `profile` is free, plain attributes set
+    without nn.Module's checks, a stored training_step signature) leave Lightning's view of
+    the run as it was, and a profiler asked for is still used."""
+    from lightning.pytorch.profilers import SimpleProfiler
+    from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
+
+    from genlab.train import QuietProfiler, build_trainer, compose_run, instantiate_model
+
+    cfg = compose_run(["model=wgan_gp", "data=ring"], tmp_path)
+    trainer = build_trainer(cfg, [], [])
+    assert isinstance(trainer.profiler, QuietProfiler)
+    with trainer.profiler.profile("[Callback]x.on_train_batch_end") as entered:
+        assert entered is None
+    cfg.trainer.profiler = "simple"
+    assert isinstance(build_trainer(cfg, [], []).profiler, SimpleProfiler)
+
+    model = instantiate_model(cfg.model)[0]
+    assert is_param_in_hook_signature(model.training_step, "batch_idx", min_args=2)
+    model._current_fx_name = "training_step"
+    model.guard_values = {"loss/d": torch.zeros(())}
+    assert model._current_fx_name == "training_step" and model.guard_values["loss/d"] == 0
+    registered = {*dict(model.named_buffers()), *dict(model.named_parameters()), *model._modules}
+    assert not {"_current_fx_name", "guard_values"} & registered
+    model.extra = nn.Linear(1, 1)  # any other name still goes through nn.Module
+    assert "extra" in model._modules
 
 
 def test_step_scalars_follow_log_every_n_steps(run_train):

@@ -5,6 +5,7 @@ genlab-train model=wgan_gp data=ring model.lr=1e-4
 genlab-train -m model.lr=1e-4,1e-3 data.batch_size=50,250
 """
 
+import contextlib
 import difflib
 import functools
 import hashlib
@@ -27,6 +28,7 @@ from hydra.types import RunMode
 from hydra.utils import get_class, get_object, instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.profilers import PassThroughProfiler
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genlab.callbacks.guard import CheckpointOnInterrupt
@@ -262,7 +264,20 @@ def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
     if not trainer_cfg.get("enable_progress_bar", True):
         # trainer.enable_progress_bar=false wins over the progress bar of callbacks/
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False)
+    # no profiler asked for: one whose `profile` costs nothing (Lightning's default builds a
+    # generator-based context for every hook of every callback, several dozen a step)
+    profiler = None if trainer_cfg.get("profiler") else QuietProfiler()
+    extra = {"profiler": profiler} if profiler else {}
+    return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False, **extra)
+
+
+class QuietProfiler(PassThroughProfiler):
+    """Lightning's do-nothing profiler, with one shared empty context for `profile`."""
+
+    quiet = contextlib.nullcontext()
+
+    def profile(self, action_name: str) -> contextlib.AbstractContextManager:
+        return self.quiet
 
 
 def in_multirun() -> bool:

@@ -4,6 +4,7 @@ Callbacks and `genlab-sample` talk to a model only through `sample(n, labels, ge
 `num_classes` and `conditional`.
 """
 
+import inspect
 import random
 
 import lightning as L
@@ -18,6 +19,14 @@ def spread_labels(n: int, num_classes: int, device: torch.device | None = None) 
     return torch.arange(n, device=device) % num_classes
 
 
+# Attributes set several times a step that are never parameters, buffers or submodules:
+# Lightning names the running hook in `_current_fx_name` before and after every hook it
+# calls (about 20 times a GAN step), and the models hand the guard their latest values.
+# `nn.Module.__setattr__` checks each assignment against its parameters, buffers and
+# submodules (2 us); these skip the checks, with the same result.
+PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "guard_values"})
+
+
 class GenerativeModule(L.LightningModule):
     num_classes: int = 0
     # what to call each optimizer's learning rate in the logs: lr/<name> (one optimizer: lr)
@@ -25,6 +34,20 @@ class GenerativeModule(L.LightningModule):
     # the latest step's losses (and, for GANs, D's weaker accuracy) for the divergence guard
     guard_values: dict[str, Tensor] | None = None
     guard_saturation: Tensor | None = None
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        # Lightning inspects `training_step`'s signature on every batch (does it take
+        # batch_idx?); a stored signature answers at once (inspect honours __signature__).
+        step = cls.__dict__.get("training_step")
+        if inspect.isfunction(step):
+            step.__signature__ = inspect.signature(step)
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in PLAIN_ATTRIBUTES:
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Store the RNG states, so that a resumed run draws the same noise as an
