@@ -335,9 +335,15 @@ def test_scatter_reuses_its_background_while_the_view_holds():
     assert np.all(grown_low <= far_low) and np.all(grown_high >= far_high)
     steps = np.concatenate([(low - grown_low), (grown_high - high)]) / (0.25 * span)
     assert np.allclose(steps, steps.round()) and np.all(steps >= 1)
+    axes = plotting.SCATTER.figure.axes[0]
     plotting.scatter_figure(torch.from_numpy(far), real, centers, title="diverged")
     assert plotting.SCATTER.background is not background
+    # the same axes (their ticks reused), showing the grown view
+    assert plotting.SCATTER.figure.axes == [axes]
+    assert np.allclose([axes.get_xlim()[0], axes.get_ylim()[0]], grown_low)
+    assert np.allclose([axes.get_xlim()[1], axes.get_ylim()[1]], grown_high)
     # diverged to non-finite values: still a picture
     nan = torch.full((10, 2), float("nan"))
     assert plotting.scatter_figure(nan, real, centers).shape == (500, 500, 3)
     assert plotting.scatter_figure(nan).shape == (500, 500, 3)  # and no real points either
+    assert plotting.SCATTER.figure.axes[0] is not axes  # another scene: new axes

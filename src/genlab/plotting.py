@@ -79,9 +79,12 @@ class ScatterCanvas:
             colours is not None,
         )
         low, high = view_limits(fake, real)
-        if scene != self.scene or not self.view_fits(low, high):
-            self.draw_background(real, centers, low, high, colours is not None)
-            self.scene, self.view = scene, (low, high)
+        if scene != self.scene:
+            self.draw_scene(real, centers, colours is not None)
+            self.scene, self.view = scene, None
+        if self.view is None or not self.view_fits(low, high):
+            self.draw_background(low, high)
+            self.view = (low, high)
         self.canvas.restore_region(self.background)
         ax = self.figure.axes[0]
         points = ax.scatter(
@@ -103,14 +106,11 @@ class ScatterCanvas:
         holds = np.all(low >= shown_low) and np.all(high <= shown_high)
         return bool(holds and (high - low).max() >= 0.5 * (shown_high - shown_low).max())
 
-    def draw_background(
-        self,
-        real: np.ndarray | None,
-        centers: np.ndarray | None,
-        low: np.ndarray,
-        high: np.ndarray,
-        labelled: bool,
+    def draw_scene(
+        self, real: np.ndarray | None, centers: np.ndarray | None, labelled: bool
     ) -> None:
+        """New axes with what stays from epoch to epoch: the real points, the modes, the
+        legend and an empty title."""
         self.figure.clear()
         ax = self.figure.add_subplot()
         if real is not None:
@@ -121,14 +121,20 @@ class ScatterCanvas:
         )
         if centers is not None:
             ax.scatter(centers[:, 0], centers[:, 1], marker="x", s=30, c="k", label="modes")
-        ax.set_xlim(low[0], high[0])
-        ax.set_ylim(low[1], high[1])
         ax.set_aspect("equal")
         self.legend = ax.legend(loc="upper right", markerscale=3, fontsize=8)
         self.legend.set_animated(True)
         self.title = ax.set_title("", animated=True)
         # fixed margins: tight_layout would cost a fifth of the figure's time
         self.figure.subplots_adjust(left=0.1, right=0.97, bottom=0.07, top=0.94)
+
+    def draw_background(self, low: np.ndarray, high: np.ndarray) -> None:
+        """The scene in the view (low, high), drawn in full and kept as the bitmap that each
+        picture starts from. The axes are kept from one view to the next, so that matplotlib
+        reuses their tick objects (making them is most of a first draw's time)."""
+        ax = self.figure.axes[0]
+        ax.set_xlim(low[0], high[0])
+        ax.set_ylim(low[1], high[1])
         self.canvas.draw()
         self.background = self.canvas.copy_from_bbox(self.figure.bbox)
 
