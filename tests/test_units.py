@@ -347,3 +347,37 @@ def test_scatter_reuses_its_background_while_the_view_holds():
     assert plotting.scatter_figure(nan, real, centers).shape == (500, 500, 3)
     assert plotting.scatter_figure(nan).shape == (500, 500, 3)  # and no real points either
     assert plotting.SCATTER.figure.axes[0] is not axes  # another scene: new axes
+
+
+def test_toggled_optimizer_freezes_what_lightnings_does_and_restores_it(tmp_path):
+    """genlab's cheaper toggle leaves every parameter's requires_grad as Lightning's would,
+    inside the block and after it (a layer the user froze stays frozen), also on errors."""
+    from types import SimpleNamespace
+
+    import lightning as L
+
+    from genlab.train import compose_run, instantiate_model
+
+    model = instantiate_model(compose_run(["model=wgan_gp", "data=ring"], tmp_path).model)[0]
+    opt_g = torch.optim.Adam(model.generator.parameters())
+    opt_d = torch.optim.Adam(model.discriminator.parameters())
+    next(model.generator.parameters()).requires_grad_(False)  # a layer frozen by the user
+    model._trainer = SimpleNamespace(optimizers=[opt_g, opt_d])
+
+    def states() -> list[bool]:
+        return [p.requires_grad for p in model.parameters()]
+
+    before = states()
+    for opt in (opt_g, opt_d):
+        with L.LightningModule.toggled_optimizer(model, opt):
+            expected = states()
+        assert states() == before
+        with model.toggled_optimizer(opt):
+            assert states() == expected
+        assert states() == before
+    with model.toggled_optimizer(opt_g):
+        assert not any(p.requires_grad for p in model.discriminator.parameters())
+    with contextlib.suppress(ValueError), model.toggled_optimizer(opt_d):
+        assert not any(p.requires_grad for p in model.generator.parameters())
+        raise ValueError
+    assert states() == before
