@@ -37,6 +37,8 @@ def test_overhead_quick_runs_both_loops_with_finite_losses(tmp_path):
         genlab, plain = float(row[2]), float(row[3])
         assert genlab > 0 and plain > 0, row  # both loops ran (losses checked inside)
         assert re.fullmatch(r"\d+\.\d{3}", row[6]), row
+        low, high = (float(v) for v in re.fullmatch(r"(\d+\.\d\d)-(\d+\.\d\d)", row[7]).groups())
+        assert 0 < low <= high, row  # each round's ratio to the plain round after it
     for row in split:
         # where genlab's time goes: a plain step, inside a genlab step, between steps
         assert float(row[2]) > 0 and float(row[3]) > 0 and float(row[4]) > 0, row
