@@ -111,6 +111,25 @@ def test_lightning_bookkeeping_shortcuts_change_nothing(tmp_path):
     assert "extra" in model._modules
 
 
+def test_fused_adam_is_one_override_and_off_by_default(tmp_path):
+    """`model.optimizer_g.fused=true` (or `model.optimizer.fused=true`) gives Adam's fused
+    kernel; the default leaves torch's choice (and the measured quality figures) alone."""
+    from genlab.train import compose_run, instantiate_model
+
+    def adam(overrides, folder):
+        model = instantiate_model(compose_run(overrides, tmp_path / folder).model)[0]
+        if hasattr(model, "optimizer_g"):
+            return model.optimizer_g(model.generator.parameters())
+        return model.optimizer(model.parameters())
+
+    default = adam(["model=gan", "data=moons"], "default")
+    assert not default.defaults["fused"] and default.defaults["foreach"] is None
+    assert adam(["model=gan", "data=moons", "model.optimizer_g.fused=true"], "g").defaults["fused"]
+    assert adam(["model=vae", "data=mnist_mini", "model.optimizer.fused=true"], "v").defaults[
+        "fused"
+    ]
+
+
 def test_step_scalars_follow_log_every_n_steps(run_train):
     _, output_dir = run_train(["data=moons", *SHORT, "trainer.log_every_n_steps=4"])
     steps = [s.step for s in read_events(output_dir / "tensorboard").Scalars("loss/g")]
