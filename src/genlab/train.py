@@ -266,9 +266,8 @@ def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     # no profiler asked for: one whose `profile` costs nothing (Lightning's default builds a
     # generator-based context for every hook of every callback, several dozen a step)
-    profiler = None if trainer_cfg.get("profiler") else QuietProfiler()
-    extra = {"profiler": profiler} if profiler else {}
-    return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False, **extra)
+    quiet = {} if trainer_cfg.get("profiler") else {"profiler": QuietProfiler()}
+    return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False, **quiet)
 
 
 class QuietProfiler(PassThroughProfiler):

@@ -12,26 +12,26 @@ event files stay byte-for-byte the same.
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.summary.writer import record_writer
+
+try:
+    import google_crc32c
+except ImportError:  # a genlab dependency, but TensorBoard works without it
+    google_crc32c = None
 
 
 def masked_crc32c(data: bytes) -> int:
     """TensorFlow's masked CRC-32C of a record (the same value as TensorBoard's)."""
-    import google_crc32c
-
     crc = google_crc32c.value(data)
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 def use_fast_checksums() -> bool:
     """Make TensorBoard's record writer checksum with google-crc32c's C code, where that is
-    installed (it is a genlab dependency) and has its C extension. True when in use."""
-    try:
-        import google_crc32c
-        from tensorboard.summary.writer import record_writer
-    except ImportError:
+    installed and has its C extension (its pure-Python fallback is no faster than
+    TensorBoard's own). True when in use."""
+    if google_crc32c is None or google_crc32c.implementation != "c":
         return False
-    if google_crc32c.implementation != "c":
-        return False  # its pure-Python fallback is no faster than TensorBoard's own
     record_writer.masked_crc32c = masked_crc32c
     return True
 
