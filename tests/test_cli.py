@@ -116,6 +116,12 @@ def test_sample_unconditional_has_no_labels(tmp_path):
         (["data=grid", "data.num_classes=24"], "data.num_classes=25"),
         (["hardware=gpu"], "use hardware=cpu"),
         (["ckpt_path=/nowhere/last.ckpt"], "checkpoint not found"),
+        (
+            ["model.optimizer_d._target_=torch.optim.RMSprop"],
+            # Adam's settings stay when another optimizer is swapped in: the error names them
+            "model.optimizer_d.fused is not a setting of RMSprop; drop it with "
+            "~model.optimizer_d.fused",
+        ),
     ],
 )
 def test_bad_input_gives_one_line(overrides, expected, tmp_path):

@@ -139,7 +139,11 @@ def check_keys_of(target: str, keys: list[str], path: str) -> None:
         if key.startswith("_") or key in known or key in SPEED_KEYS:
             continue
         close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
-        hint = f"did you mean {path}.{close[0]}?" if close else f"its settings: {', '.join(known)}"
+        hint = (
+            f"did you mean {path}.{close[0]}?"
+            if close
+            else f"drop it with ~{path}.{key} (its settings: {', '.join(known)})"
+        )
         raise ConfigError(f"{path}.{key} is not a setting of {target.rsplit('.', 1)[-1]}; {hint}")
 
 
