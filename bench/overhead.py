@@ -4,9 +4,10 @@ Times `genlab-train`'s training loop (the real `genlab.train.train`, default log
 TensorBoard scalars, the epoch's sample grid or scatter, the divergence guard) against a
 plain PyTorch loop written below, with the same nets, losses, optimizers, batch size and
 data, doing the same alternating steps. Rounds alternate in one process (genlab, plain,
-genlab, plain, ...); each reports steps (batches) per second over the steps after a warm-up,
-and the table gives the median of each and their ratio, and the range of the ratios of each
-genlab round to the plain round right after it (the machine's drift).
+plain, genlab, genlab, plain, ...: a steady drift of the machine favours neither); each
+reports steps (batches) per second over the steps after a warm-up, and the table gives the
+median of each and their ratio, and the range of the ratios of each genlab round to the plain
+round beside it (how far the machine's drift moves one round).
 
 Not counted on either side: start-up (data loading, building the nets), checkpoints and the
 sample-quality evaluation, which the plain loop does not do.
@@ -14,6 +15,7 @@ sample-quality evaluation, which the plain loop does not do.
     python bench/overhead.py                      # CPU, the four workloads -> bench/results.md
     python bench/overhead.py --device cuda        # the same on a GPU (fp32)
     python bench/overhead.py --quick --out /tmp/r.md   # a few steps each: does it all run?
+    python bench/overhead.py --only VAE --compare model.optimizer.fused=null  # an A/B in genlab
 """
 
 import argparse
@@ -97,7 +99,7 @@ class StepTimer(L.Callback):
             self.started = time.perf_counter()
         self.batches += 1
         now = time.perf_counter()
-        if self.batches > self.warmup and self.last_end is not None:
+        if self.batches > self.warmup + 1:  # gaps after the clock started
             epoch, ended = self.last_end
             (self.between if epoch == trainer.current_epoch else self.turnover).append(now - ended)
         self.step_started = now
@@ -110,19 +112,27 @@ class StepTimer(L.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         synchronize(pl_module.device)
-        self.steps_per_s = (self.batches - self.warmup) / (time.perf_counter() - self.started)
+        now = time.perf_counter()
+        self.steps_per_s = (self.batches - self.warmup) / (now - self.started)
+        if self.last_end is not None:  # the last epoch's end counts as a turnover
+            self.turnover.append(now - self.last_end[1])
 
     def breakdown(self) -> dict[str, float]:
-        """Milliseconds: median inside a step, median between steps, median epoch turnover
-        (nan where none was seen)."""
+        """Milliseconds per timed step of each part (inside a step, between steps, the
+        epochs' turnover: they add up to the step time that the rate gives), the median
+        step inside (the typical step, without the logging steps and the slow ones), and the
+        median turnover of one epoch; nan where a part was not seen."""
+        steps = max(1, self.batches - self.warmup)
 
         def median_ms(values: list[float]) -> float:
             return statistics.median(values) * 1e3 if values else float("nan")
 
         return {
-            "in_step": median_ms(self.in_step),
-            "between": median_ms(self.between),
-            "turnover": median_ms(self.turnover),
+            "in_step": sum(self.in_step) * 1e3 / steps,
+            "between": sum(self.between) * 1e3 / steps,
+            "turnover": sum(self.turnover) * 1e3 / steps,
+            "in_step_median": median_ms(self.in_step),
+            "epoch_turnover": median_ms(self.turnover),
         }
 
 
@@ -302,9 +312,19 @@ def main() -> None:
     parser.add_argument("--only", default="", help="workloads whose name contains this")
     parser.add_argument("--quick", action="store_true", help="a few steps each, one round")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results.md"))
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="OVERRIDE",
+        help="instead: genlab's loop with these overrides against genlab's loop without "
+        "them, rounds alternating (prints the rates; writes nothing)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.steps, args.warmup, args.rounds = 6, 2, 1
+    if args.compare:
+        compare(args)
+        return
     device = torch.device(args.device)
     workloads = WORKLOADS | (GPU_WORKLOADS if device.type == "cuda" else {})
     rows, splits = [], []
@@ -320,21 +340,28 @@ def main() -> None:
             total = batches * epochs
             warmup = min(args.warmup, total // 2)
             ours, plain, parts = [], [], []
-            for _ in range(args.rounds):
-                ours.append(genlab_round(run, batches, epochs, warmup))
-                parts.append(StepTimer.latest.breakdown())
-                plain.append(plain_round(run, total, warmup, device, precision, compile_nets))
+            for number in range(args.rounds):
+                # genlab first in even rounds, the plain loop first in odd ones (ABBA): a
+                # machine that speeds up or slows down over the run favours neither
+                for side in ("genlab", "plain") if number % 2 == 0 else ("plain", "genlab"):
+                    if side == "genlab":
+                        ours.append(genlab_round(run, batches, epochs, warmup))
+                        parts.append(StepTimer.latest.breakdown())
+                    else:
+                        plain.append(
+                            plain_round(run, total, warmup, device, precision, compile_nets)
+                        )
             ours_median, plain_median = statistics.median(ours), statistics.median(plain)
             batch_size = batch_size_of(run)
-            # each round's genlab rate over the plain rate measured right after it: how far
-            # the machine's drift moves the ratio
+            # each round's genlab rate over the plain rate measured beside it: how far the
+            # machine's drift moves the ratio
             paired = [o / p for o, p in zip(ours, plain, strict=True)]
             rows.append(
                 (name, variant, ours_median, plain_median, target, batch_size, min(paired),
                  max(paired))
             )  # fmt: skip
             split = {k: statistics.median(p[k] for p in parts) for k in parts[0]}
-            splits.append((name, variant, 1e3 / plain_median, split, batches))
+            splits.append((name, variant, 1e3 / plain_median, 1e3 / ours_median, split, batches))
             print(
                 f"{name} [{variant}]: genlab {ours_median:.1f} steps/s, plain "
                 f"{plain_median:.1f} steps/s, ratio {ours_median / plain_median:.3f} "
@@ -363,24 +390,50 @@ def main() -> None:
     )
     lines += [
         "",
-        "Where genlab's time goes (medians over the rounds, milliseconds): a plain-loop step; "
-        "in genlab, inside a step (the update and Lightning's hooks around it), between two "
-        "steps of an epoch (fetching the batch, step logging, the progress bar), and each "
-        "epoch's turnover (epoch-end pictures and logging, the next epoch's start), also "
-        "spread over the epoch's steps.",
+        "Where genlab's time goes (milliseconds per step, medians over the rounds): a "
+        "plain-loop step; a genlab step (from its rate) and its parts, which add up to it: "
+        "inside a step (the update and Lightning's hooks around it), between two steps of an "
+        "epoch (fetching the batch, the progress bar), and the epochs' turnover (epoch-end "
+        "pictures and logging, the next epoch's start), spread over the steps. The typical "
+        "step inside is the median one: the mean is above it by the logging steps (every "
+        "`log_every_n_steps`) and the machine's slow moments. Last, one epoch's turnover.",
         "",
-        "| workload | precision | plain step | genlab in step | between steps "
-        "| epoch turnover | turnover per step | steps per epoch |",
-        "|---|---|---|---|---|---|---|---|",
+        "| workload | precision | plain step | genlab step | in step | between steps "
+        "| epoch turnover | typical step inside | one epoch's turnover | steps per epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, variant, plain_ms, split, batches in splits:
+    for name, variant, plain_ms, genlab_ms, split, batches in splits:
         lines.append(
-            f"| {name} | {variant} | {plain_ms:.2f} | {split['in_step']:.2f} "
-            f"| {split['between']:.2f} | {split['turnover']:.1f} "
-            f"| {split['turnover'] / batches:.2f} | {batches} |"
+            f"| {name} | {variant} | {plain_ms:.2f} | {genlab_ms:.2f} | {split['in_step']:.2f} "
+            f"| {split['between']:.2f} | {split['turnover']:.2f} "
+            f"| {split['in_step_median']:.2f} | {split['epoch_turnover']:.1f} | {batches} |"
         )
     write_section(Path(args.out), f"overhead-{device.type}", header + "\n" + "\n".join(lines))
     print("\n".join(lines))
+
+
+def compare(args: argparse.Namespace) -> None:
+    """A/B in genlab's own loop: each workload with and without `args.compare`."""
+    for name, (overrides, _, default_steps) in WORKLOADS.items():
+        if args.only not in name:
+            continue
+        batches, epochs = plan(overrides, args.steps or default_steps)
+        warmup = min(args.warmup, batches * epochs // 2)
+        rates: dict[str, list[float]] = {"default": [], "with overrides": []}
+        for number in range(args.rounds):
+            sides = ("with overrides", "default")
+            for side in sides if number % 2 == 0 else sides[::-1]:  # ABBA, as in main
+                extra = args.compare if side == "with overrides" else []
+                rates[side].append(genlab_round(overrides + extra, batches, epochs, warmup))
+        medians = {k: statistics.median(v) for k, v in rates.items()}
+        print(
+            f"{name}: default {medians['default']:.1f} steps/s, with {' '.join(args.compare)} "
+            f"{medians['with overrides']:.1f} steps/s, default / with "
+            f"{medians['default'] / medians['with overrides']:.3f}; rounds "
+            f"{[round(v, 1) for v in rates['default']]} vs "
+            f"{[round(v, 1) for v in rates['with overrides']]}",
+            flush=True,
+        )
 
 
 def batch_size_of(overrides: list[str]) -> int:

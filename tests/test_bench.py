@@ -38,10 +38,14 @@ def test_overhead_quick_runs_both_loops_with_finite_losses(tmp_path):
         assert genlab > 0 and plain > 0, row  # both loops ran (losses checked inside)
         assert re.fullmatch(r"\d+\.\d{3}", row[6]), row
         low, high = (float(v) for v in re.fullmatch(r"(\d+\.\d\d)-(\d+\.\d\d)", row[7]).groups())
-        assert 0 < low <= high, row  # each round's ratio to the plain round after it
+        assert 0 < low <= high, row  # each round's ratio to the plain round beside it
     for row in split:
-        # where genlab's time goes: a plain step, inside a genlab step, between steps
-        assert float(row[2]) > 0 and float(row[3]) > 0 and float(row[4]) > 0, row
+        # where genlab's time goes: a plain step, a genlab step and its parts, which add up to
+        # it (one round: no medians in between)
+        plain_step, step, inside, between, turnover = (float(v) for v in row[2:7])
+        assert plain_step > 0 and inside > 0 and between >= 0 and turnover > 0, row
+        assert abs(inside + between + turnover - step) <= 0.02 * step + 0.02, row
+        assert float(row[7]) > 0 and float(row[8]) > 0, row  # typical step, one epoch's turnover
     # a second run replaces its own section and keeps the others
     out.write_text(text + "\n<!-- other -->\nkept\n<!-- /other -->\n")
     again = subprocess.run(
@@ -53,3 +57,18 @@ def test_overhead_quick_runs_both_loops_with_finite_losses(tmp_path):
     updated = out.read_text()
     assert updated.count("<!-- overhead-cpu -->") == 1 and "kept" in updated
     assert "VAE" in updated and "moons" not in updated
+
+
+def test_compare_alternates_genlab_with_and_without_overrides(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "overhead.py"), "--quick", "--only", "VAE",
+         "--compare", "model.optimizer.fused=null", "--out",
+         str(tmp_path / "untouched.md")],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (line,) = [line for line in result.stdout.splitlines() if "default / with" in line]
+    default, changed = (float(v) for v in re.findall(r"([\d.]+) steps/s", line))
+    assert default > 0 and changed > 0, line
+    assert re.search(r"rounds \[[\d.]+\] vs \[[\d.]+\]", line), line  # --quick: one round
+    assert not (tmp_path / "untouched.md").exists()  # an A/B writes no results
