@@ -35,7 +35,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from genlab.losses import gaussian_kl, gradient_penalty
-from genlab.train import compose_run, instantiate_model, train
+from genlab.train import compose_run, instantiate_model, skip_nvml_probe, train
 
 # workload -> (overrides, target ratio genlab / plain, batches per round on a CPU)
 WORKLOADS = {
@@ -320,6 +320,10 @@ def main() -> None:
         "them, rounds alternating (prints the rates; writes nothing)",
     )
     args = parser.parse_args()
+    # importing Lightning asked torch for an NVML-based CUDA check that costs every optimizer
+    # step 70 us where there is no GPU; genlab-train drops it there, and a loop written by
+    # hand, which does not import Lightning, never has it: neither side pays it
+    skip_nvml_probe()
     if args.quick:
         args.steps, args.warmup, args.rounds = 6, 2, 1
     if args.compare:

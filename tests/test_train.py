@@ -1,6 +1,7 @@
 """Training runs: fast_dev_run for every model on every 2-D dataset, and what a short run leaves."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -129,6 +130,24 @@ def test_adam_is_fused_by_default_and_one_override_gives_torchs_choice(tmp_path)
     assert not opt_g.defaults["fused"] and opt_d.defaults["fused"]
     (vae,) = optimizers(["model=vae", "data=mnist_mini", "model.optimizer.fused=null"], "v")
     assert not vae.defaults["fused"]
+
+
+def test_the_nvml_probe_is_dropped_only_without_a_gpu(monkeypatch):
+    """Lightning's NVML-based CUDA check (reloaded by torch on every optimizer step when no
+    GPU answers) goes where there is no GPU, and stays where there is one or the user unset
+    it."""
+    from genlab.train import NVML_CHECK, skip_nvml_probe
+
+    monkeypatch.setenv(NVML_CHECK, "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert not skip_nvml_probe()
+    assert os.environ[NVML_CHECK] == "1"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert skip_nvml_probe()
+    assert NVML_CHECK not in os.environ
+    assert not skip_nvml_probe()  # nothing left to drop
+    monkeypatch.setenv(NVML_CHECK, "0")
+    assert not skip_nvml_probe() and os.environ[NVML_CHECK] == "0"
 
 
 def test_step_scalars_follow_log_every_n_steps(run_train):
