@@ -35,8 +35,9 @@ lint: $(STAMP)
 tensorboard: $(STAMP)  ## TensorBoard over every run in outputs/, on this machine only
 	$(BIN)/tensorboard --logdir outputs --host 127.0.0.1 --port 6006
 
-bench: $(STAMP)  ## genlab's loop against a plain PyTorch loop, then the DCGAN scaling table -> bench/results.md
+bench: $(STAMP)  ## genlab's loop against a plain PyTorch loop, Lightning's own floor, then the DCGAN scaling table -> bench/results.md
 	$(BIN)/python bench/overhead.py $(ARGS)
+	$(BIN)/python bench/floor.py
 	$(BIN)/python bench/scaling.py
 
 clean:

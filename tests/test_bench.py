@@ -72,3 +72,21 @@ def test_compare_alternates_genlab_with_and_without_overrides(tmp_path):
     assert default > 0 and changed > 0, line
     assert re.search(r"rounds \[[\d.]+\] vs \[[\d.]+\]", line), line  # --quick: one round
     assert not (tmp_path / "untouched.md").exists()  # an A/B writes no results
+
+
+def test_floor_quick_times_lightning_and_the_loop_for_each_update_count(tmp_path):
+    """bench/floor.py: Lightning's per-batch cost for 0, 1, 2 and 6 optimizer steps a batch
+    (the bench itself checks that each batch took that many steps)."""
+    out = tmp_path / "results.md"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "floor.py"), "--quick", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = out.read_text()
+    assert "<!-- floor-cpu -->" in text and "40 batches an epoch" in text
+    rows = [line.strip("|").split("|") for line in text.splitlines() if re.match(r"\| \d", line)]
+    assert [int(row[0]) for row in rows] == [0, 1, 2, 6]
+    for updates, loop, lightning, floor in ((int(v) for v in row) for row in rows):
+        assert loop > 0 and lightning > 0, (updates, loop, lightning)
+        assert abs(lightning - loop - floor) <= 1, (updates, loop, lightning, floor)

@@ -1,0 +1,160 @@
+"""Lightning's own cost per batch: the floor under any genlab workload's step time.
+
+A Trainer around a training step that does nothing but `updates` optimizer steps on one
+scalar weight (genlab's `optimize`: zero_grad, `manual_backward`, step), with nothing else on
+(no logger, no progress bar, no callbacks but a clock, no checkpoints), against a for loop
+doing the same updates over the same in-memory batches. The difference is what Lightning's
+loop costs per batch before a model computes anything: its fetcher, hooks and bookkeeping,
+and the hooks around each backward pass and optimizer step. A workload whose plain step
+takes T ms can reach at most T / (T + floor) of the plain loop's rate inside Lightning.
+
+    python bench/floor.py                  # -> bench/results.md, section floor-cpu
+    python bench/floor.py --quick --out /tmp/floor.md
+"""
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+
+from genlab.models.base import GenerativeModule
+from genlab.train import QuietProfiler, compose_run, skip_nvml_probe
+
+sys.path.insert(0, str(Path(__file__).parent))
+from overhead import machine, write_section  # noqa: E402
+
+# updates per batch: none, one (the VAE), two (a GAN), six (WGAN-GP: five critic steps and G)
+UPDATES = (0, 1, 2, 6)
+
+
+class ScalarUpdates(GenerativeModule):
+    """`updates` optimizer steps per batch on one scalar, through genlab's `optimize`."""
+
+    def __init__(self, updates: int) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.updates = updates
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        optimizer = self.optimizers()
+        for _ in range(self.updates):
+            self.optimize(self.weight * 1.0, optimizer)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD([self.weight], lr=0.0)
+
+
+class Clock(L.Callback):
+    """Microseconds per batch from the second epoch's start to the end of training."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.batches = 0
+        self.us_per_batch = float("nan")
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == 1:
+            self.started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.batches += trainer.current_epoch >= 1
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.us_per_batch = (time.perf_counter() - self.started) / self.batches * 1e6
+
+
+def datamodule(overrides: list[str]) -> L.LightningDataModule:
+    with tempfile.TemporaryDirectory() as folder:
+        cfg = compose_run(overrides, Path(folder))
+    return instantiate(cfg.data, _convert_="all")
+
+
+def lightning_round(overrides: list[str], updates: int, epochs: int) -> float:
+    clock = Clock()
+    trainer = L.Trainer(
+        max_epochs=epochs + 1,
+        callbacks=[clock],
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        profiler=QuietProfiler(),
+        accelerator="cpu",
+    )
+    data = datamodule(overrides)
+    trainer.fit(ScalarUpdates(updates), datamodule=data)
+    # under manual optimization the global step counts optimizer steps
+    batches = len(data.train_dataloader()) * (epochs + 1)
+    assert trainer.global_step == updates * batches, (trainer.global_step, updates, batches)
+    return clock.us_per_batch
+
+
+def loop_round(overrides: list[str], updates: int, epochs: int) -> float:
+    data = datamodule(overrides)
+    data.setup()
+    loader = data.batch_loader(data.train_set, seed=0)
+    weight = torch.nn.Parameter(torch.zeros(()))
+    optimizer = torch.optim.SGD([weight], lr=0.0)
+    batches = 0
+    started = time.perf_counter()
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        for _ in loader:
+            for _ in range(updates):
+                optimizer.zero_grad(set_to_none=True)
+                (weight * 1.0).backward()
+                optimizer.step()
+            batches += 1
+    return (time.perf_counter() - started) / batches * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="experiment=vae_mnist_mini", help="an override")
+    parser.add_argument("--epochs", type=int, default=20, help="timed epochs per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="two epochs, one round")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results.md"))
+    args = parser.parse_args()
+    if args.quick:
+        args.epochs, args.rounds = 2, 1
+    skip_nvml_probe()  # as genlab-train does; the loop side never imports Lightning's choice
+    overrides = [args.data]
+    lines = [
+        "| optimizer steps per batch | for loop (us per batch) | Lightning (us per batch) "
+        "| Lightning's floor (us per batch) |",
+        "|---|---|---|---|",
+    ]
+    for updates in UPDATES:
+        loop, lightning = [], []
+        for number in range(args.rounds):
+            sides = ("loop", "lightning") if number % 2 == 0 else ("lightning", "loop")
+            for side in sides:
+                if side == "loop":
+                    loop.append(loop_round(overrides, updates, args.epochs))
+                else:
+                    lightning.append(lightning_round(overrides, updates, args.epochs))
+        loop_us, lightning_us = statistics.median(loop), statistics.median(lightning)
+        lines.append(
+            f"| {updates} | {loop_us:.0f} | {lightning_us:.0f} | {lightning_us - loop_us:.0f} |"
+        )
+        print(lines[-1], flush=True)
+    batches = len(datamodule(overrides).train_dataloader())
+    header = (
+        f"Machine: {machine(torch.device('cpu'))}.\n"
+        f"Command: `{' '.join(['python bench/floor.py', *sys.argv[1:]])}`; data `{args.data}` "
+        f"({batches} batches an epoch), {args.epochs} timed epochs per round, medians of "
+        f"{args.rounds} rounds.\n"
+    )
+    write_section(Path(args.out), "floor-cpu", header + "\n" + "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
