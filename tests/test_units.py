@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from genlab.data.loaders import InMemoryBatchLoader
 from genlab.data.toy2d import GridDataModule, RingDataModule
@@ -19,6 +20,19 @@ from genlab.losses import (
     gradient_penalty,
 )
 from genlab.metrics import frechet_distance, mode_coverage, prdc
+
+
+class OpsSeen(TorchDispatchMode):
+    """Records the aten operators run inside the block (reading a tensor back into Python,
+    a device sync on a GPU, shows up as `_local_scalar_dense`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(str(func))
+        return func(*args, **(kwargs or {}))
 
 
 def test_losses_at_known_scores():
@@ -141,8 +155,10 @@ def test_generator_moving_average_ramps_up_then_follows_slowly():
         weight.add_(1.0)
     gan.update_ema()  # first update: decay (1 + 1) / (10 + 1) = 0.18, far below 0.9
     assert torch.allclose(average, start + (1 - 2 / 11))
-    for _ in range(100):
-        gan.update_ema()
+    with OpsSeen() as seen:  # the device never has to hand the count back to Python
+        for _ in range(100):
+            gan.update_ema()
+    assert "aten._local_scalar_dense.default" not in seen.ops and seen.ops
     assert torch.allclose(average, weight, atol=1e-3)
     assert not average.requires_grad
     assert any(key.startswith("generator_ema.") for key in gan.state_dict())  # checkpointed

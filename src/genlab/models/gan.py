@@ -308,12 +308,15 @@ class GAN(GenerativeModule):
     def update_ema(self) -> None:
         """ema <- d * ema + (1 - d) * G, with d ramped up as (1 + t) / (10 + t) at first so
         that the average forgets the random initialisation quickly; buffers (BatchNorm's
-        running statistics) are copied."""
+        running statistics) are copied. The decay is computed where the count lives, so
+        that a GPU run never waits to read it back (one sync a step otherwise)."""
         self.ema_updates += 1
-        t = float(self.ema_updates)
-        decay = min(self.ema_decay, (1 + t) / (10 + t))
+        t = self.ema_updates.float()
+        weight = 1 - ((1 + t) / (10 + t)).clamp(max=self.ema_decay)
         ema_params = list(self.generator_ema.parameters())
-        torch._foreach_lerp_(ema_params, list(self.generator.parameters()), 1 - decay)
+        # a tensor weight per parameter: a single tensor would be read back as a Python number
+        weights = [weight.expand_as(p) for p in ema_params]
+        torch._foreach_lerp_(ema_params, list(self.generator.parameters()), weights)
         for ema_buffer, buffer in zip(
             self.generator_ema.buffers(), self.generator.buffers(), strict=True
         ):
