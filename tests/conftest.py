@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
+from torch.utils._python_dispatch import TorchDispatchMode
 
 BIN = Path(sys.executable).parent
 TESTS = Path(__file__).parent
@@ -107,3 +108,53 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1, lines
     return lines[0]
+
+
+# what waits for a GPU: reading a number back (`item`, `float`, `bool`, `int`), and copying
+# a tensor to the host (on a CPU run these dispatch nothing, so they are watched by name)
+READ_OPS = frozenset({"aten._local_scalar_dense.default"})
+HOST_COPIES = ("tolist", "numpy", "cpu")
+
+
+class OpsSeen(TorchDispatchMode):
+    """Records the aten operators run inside the block, and the calls of the Tensor methods
+    that copy to the host (`Tensor.tolist`, ...). `reads` counts the entries that would make
+    the host wait for a GPU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+        self.patched: list[tuple] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+    def __enter__(self) -> "OpsSeen":
+        import torch
+
+        for name in HOST_COPIES:
+            method = getattr(torch.Tensor, name)
+
+            def counted(tensor, *args, _name=name, _method=method, **kwargs):
+                self.ops.append(f"Tensor.{_name}")
+                return _method(tensor, *args, **kwargs)
+
+            self.patched.append((name, name in torch.Tensor.__dict__, method))
+            setattr(torch.Tensor, name, counted)
+        return super().__enter__()
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        for name, own, method in self.patched:
+            if own:
+                setattr(torch.Tensor, name, method)
+            else:
+                delattr(torch.Tensor, name)
+        self.patched = []
+        return super().__exit__(*exc)
+
+    @property
+    def reads(self) -> int:
+        return sum(op in READ_OPS or op.startswith("Tensor.") for op in self.ops)

@@ -3,12 +3,13 @@
 import json
 import os
 
+import lightning as L
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
-from conftest import SHORT
+from conftest import SHORT, OpsSeen
 
 MODELS = ["gan", "lsgan", "wgan", "wgan_gp", "hinge"]
 DATA = ["moons", "ring", "grid"]
@@ -148,6 +149,68 @@ def test_the_nvml_probe_is_dropped_only_without_a_gpu(monkeypatch):
     assert not skip_nvml_probe()  # nothing left to drop
     monkeypatch.setenv(NVML_CHECK, "0")
     assert not skip_nvml_probe() and os.environ[NVML_CHECK] == "0"
+
+
+class ReadBacks(L.Callback):
+    """How many tensors each training step reads back into Python, from the step's start to
+    its end (other callbacks' batch hooks included). On a GPU each read waits for every
+    kernel queued before it."""
+
+    latest: "ReadBacks | None" = None
+
+    def __init__(self) -> None:
+        self.per_step: list[int] = []
+        self.seen: OpsSeen | None = None
+        ReadBacks.latest = self
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.seen = OpsSeen().__enter__()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.seen.__exit__(None, None, None)
+        self.per_step.append(self.seen.reads)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model=gan", "data=moons", "model.ema_decay=0.999"],
+        ["model=wgan_gp", "data=ring"],
+        ["model=wgan", "data=ring"],
+        ["experiment=acgan_mnist_mini"],
+        ["experiment=vae_mnist_mini"],
+        ["experiment=pixelcnn_mnist_mini"],
+        ["experiment=pix2pix_digits_edges"],
+        ["experiment=cyclegan_digits_inverted"],
+    ],
+    ids=lambda overrides: overrides[0].split("=")[1],
+)
+def test_training_steps_never_read_a_tensor_back(overrides, run_train):
+    """Between the logging steps and the guard's checks (every 50 and 10 batches), a
+    training step queues its work and goes on: nothing in it waits for the device. A run on
+    the CPU cannot tell a device read from a host one, so this watches for the operator that
+    every read runs (reads of host tensors are counted too: they cost a little each)."""
+    run_train(
+        [*overrides, "trainer.limit_train_batches=6", "trainer.max_epochs=1",
+         "trainer.enable_progress_bar=false", "~callbacks.sample_quality", "~callbacks.sample_plots",
+         f"+callbacks.read_backs._target_={__name__}.ReadBacks"]
+    )  # fmt: skip
+    watcher = ReadBacks.latest
+    assert len(watcher.per_step) == 6
+    assert watcher.per_step[1:] == [0] * 5, watcher.per_step  # the first step may check inputs
+
+
+def test_the_read_back_watch_sees_the_guards_checks(run_train):
+    """The watch above sees reads where there are some: the divergence guard's one read
+    every `check_every_n_steps` batches."""
+    run_train(
+        ["model=gan", "data=moons", "trainer.limit_train_batches=6", "trainer.max_epochs=1",
+         "trainer.enable_progress_bar=false", "~callbacks.sample_quality",
+         "callbacks.divergence_guard.check_every_n_steps=2",
+         f"+callbacks.read_backs._target_={__name__}.ReadBacks"]
+    )  # fmt: skip
+    per_step = ReadBacks.latest.per_step
+    assert all(per_step[1::2]) and not any(per_step[2::2]), per_step
 
 
 def test_step_scalars_follow_log_every_n_steps(run_train):

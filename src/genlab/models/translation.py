@@ -15,6 +15,7 @@ to zero (both papers), stepped by hand once per epoch.
 """
 
 import itertools
+import random
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
@@ -46,18 +47,18 @@ class ImagePool:
     def query(self, images: Tensor) -> Tensor:
         if self.size == 0:
             return images
-        out = []
-        for image in images.detach():
+        images = images.detach()
+        out = images.clone()
+        for i, image in enumerate(images):
             if len(self.images) < self.size:
                 self.images.append(image.clone())
-                out.append(image)
-            elif torch.rand(()) < 0.5:
-                index = int(torch.randint(len(self.images), ()))
-                out.append(self.images[index])
-                self.images[index] = image.clone()
-            else:
-                out.append(image)
-        return torch.stack(out)
+            # Python's generator (seeded by the run's seed and saved in checkpoints): a
+            # tensor coin would be read back into Python for every image
+            elif random.random() < 0.5:
+                slot = random.randrange(self.size)
+                out[i] = self.images[slot]
+                self.images[slot] = image.clone()
+        return out
 
     def state_dict(self) -> dict:
         return {"images": [image.cpu() for image in self.images]}
