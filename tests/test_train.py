@@ -153,22 +153,35 @@ def test_the_nvml_probe_is_dropped_only_without_a_gpu(monkeypatch):
 
 class ReadBacks(L.Callback):
     """How many tensors each training step reads back into Python, from the step's start to
-    its end (other callbacks' batch hooks included). On a GPU each read waits for every
-    kernel queued before it."""
+    its end (other callbacks' batch hooks included), and each gap between two steps of an
+    epoch reads (Lightning's loop: fetching, logging, progress). On a GPU each read waits
+    for every kernel queued before it."""
 
     latest: "ReadBacks | None" = None
 
     def __init__(self) -> None:
         self.per_step: list[int] = []
+        self.per_gap: list[int] = []
         self.seen: OpsSeen | None = None
         ReadBacks.latest = self
 
+    def close(self) -> int:
+        self.seen.__exit__(None, None, None)
+        reads, self.seen = self.seen.reads, None
+        return reads
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.seen is not None:
+            self.per_gap.append(self.close())
         self.seen = OpsSeen().__enter__()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.seen.__exit__(None, None, None)
-        self.per_step.append(self.seen.reads)
+        self.per_step.append(self.close())
+        self.seen = OpsSeen().__enter__()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.seen is not None:
+            self.close()  # the epoch's end draws and checks: not a gap between steps
 
 
 @pytest.mark.parametrize(
@@ -178,6 +191,10 @@ class ReadBacks(L.Callback):
         ["model=wgan_gp", "data=ring"],
         ["model=wgan", "data=ring"],
         ["experiment=acgan_mnist_mini"],
+        ["experiment=tacgan_mnist_mini"],
+        ["experiment=cgan_mnist_mini"],
+        ["experiment=ae_mnist_mini"],
+        ["experiment=cvae_mnist_mini"],
         ["experiment=vae_mnist_mini"],
         ["experiment=pixelcnn_mnist_mini"],
         ["experiment=pix2pix_digits_edges"],
@@ -187,7 +204,8 @@ class ReadBacks(L.Callback):
 )
 def test_training_steps_never_read_a_tensor_back(overrides, run_train):
     """Between the logging steps and the guard's checks (every 50 and 10 batches), a
-    training step queues its work and goes on: nothing in it waits for the device. A run on
+    training step queues its work and goes on, and so does Lightning's loop between two
+    steps: nothing waits for the device. A run on
     the CPU cannot tell a device read from a host one, so this watches for the operator that
     every read runs (reads of host tensors are counted too: they cost a little each)."""
     run_train(
@@ -196,8 +214,9 @@ def test_training_steps_never_read_a_tensor_back(overrides, run_train):
          f"+callbacks.read_backs._target_={__name__}.ReadBacks"]
     )  # fmt: skip
     watcher = ReadBacks.latest
-    assert len(watcher.per_step) == 6
+    assert len(watcher.per_step) == 6 and len(watcher.per_gap) == 5
     assert watcher.per_step[1:] == [0] * 5, watcher.per_step  # the first step may check inputs
+    assert watcher.per_gap == [0] * 5, watcher.per_gap
 
 
 def test_the_read_back_watch_sees_the_guards_checks(run_train):
