@@ -190,6 +190,7 @@ class ReadBacks(L.Callback):
         ["model=gan", "data=moons", "model.ema_decay=0.999"],
         ["model=wgan_gp", "data=ring"],
         ["model=wgan", "data=ring"],
+        ["experiment=dcgan_mnist_mini"],
         ["experiment=acgan_mnist_mini"],
         ["experiment=tacgan_mnist_mini"],
         ["experiment=cgan_mnist_mini"],
