@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-from omegaconf import open_dict
 
 sys.path.insert(0, str(Path(__file__).parent))
 from overhead import GPU_WORKLOADS, WORKLOADS, compose_config, write_section  # noqa: E402
@@ -37,7 +36,7 @@ PARTS = [
     ),
     ("  backward passes (autograd)", "run_backward", ""),
     ("  optimizer steps (Adam, RMSprop)", "wrapper", "torch/optim/optimizer.py"),
-    ("  toggled_optimizer", "toggled_optimizer", "core/module.py"),
+    ("  toggled_optimizer", "toggled_optimizer", "genlab/models/base.py"),
     ("Lightning's callback hook dispatch", "_call_callback_hooks", "trainer/call.py"),
     ("  sample pictures (epoch end)", "draw", "genlab/callbacks/samples.py"),
     ("  divergence guard", "check", "genlab/callbacks/guard.py"),
@@ -49,8 +48,6 @@ PARTS = [
 def profiled_run(overrides: list[str], epochs: int, profiler=None) -> pstats.Stats:
     with tempfile.TemporaryDirectory() as folder:
         cfg = compose_config(overrides + [f"trainer.max_epochs={epochs}"], Path(folder))
-        with open_dict(cfg):
-            cfg.trainer.log_every_n_steps = 25
         profile = cProfile.Profile()
         profile.enable()
         if profiler is None:
