@@ -9,6 +9,7 @@ and the hooks around each backward pass and optimizer step. A workload whose pla
 takes T ms can reach at most T / (T + floor) of the plain loop's rate inside Lightning.
 
     python bench/floor.py                  # -> bench/results.md, section floor-cpu
+    python bench/floor.py --device cuda    # the same on a GPU (section floor-cuda)
     python bench/floor.py --quick --out /tmp/floor.md
 """
 
@@ -23,11 +24,12 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 
+from genlab.data.loaders import InMemoryBatchLoader
 from genlab.models.base import GenerativeModule
 from genlab.train import QuietProfiler, compose_run, skip_nvml_probe
 
 sys.path.insert(0, str(Path(__file__).parent))
-from overhead import machine, write_section  # noqa: E402
+from overhead import machine, synchronize, write_section  # noqa: E402
 
 # updates per batch: none, one (the VAE), two (a GAN), six (WGAN-GP: five critic steps and G)
 UPDATES = (0, 1, 2, 6)
@@ -61,12 +63,14 @@ class Clock(L.Callback):
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch == 1:
+            synchronize(pl_module.device)
             self.started = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.batches += trainer.current_epoch >= 1
 
     def on_train_end(self, trainer, pl_module) -> None:
+        synchronize(pl_module.device)
         self.us_per_batch = (time.perf_counter() - self.started) / self.batches * 1e6
 
 
@@ -76,7 +80,7 @@ def datamodule(overrides: list[str]) -> L.LightningDataModule:
     return instantiate(cfg.data, _convert_="all")
 
 
-def lightning_round(overrides: list[str], updates: int, epochs: int) -> float:
+def lightning_round(overrides: list[str], updates: int, epochs: int, device: torch.device) -> float:
     clock = Clock()
     trainer = L.Trainer(
         max_epochs=epochs + 1,
@@ -86,7 +90,8 @@ def lightning_round(overrides: list[str], updates: int, epochs: int) -> float:
         enable_checkpointing=False,
         enable_model_summary=False,
         profiler=QuietProfiler(),
-        accelerator="cpu",
+        accelerator=device.type,
+        devices=1,
     )
     data = datamodule(overrides)
     trainer.fit(ScalarUpdates(updates), datamodule=data)
@@ -96,11 +101,12 @@ def lightning_round(overrides: list[str], updates: int, epochs: int) -> float:
     return clock.us_per_batch
 
 
-def loop_round(overrides: list[str], updates: int, epochs: int) -> float:
+def loop_round(overrides: list[str], updates: int, epochs: int, device: torch.device) -> float:
     data = datamodule(overrides)
     data.setup()
-    loader = data.batch_loader(data.train_set, seed=0)
-    weight = torch.nn.Parameter(torch.zeros(()))
+    tensors = tuple(t.to(device) for t in data.train_set)
+    loader = InMemoryBatchLoader(tensors, data.batch_size, seed=0)
+    weight = torch.nn.Parameter(torch.zeros((), device=device))
     optimizer = torch.optim.SGD([weight], lr=0.0)
     batches = 0
     started = time.perf_counter()
@@ -112,6 +118,7 @@ def loop_round(overrides: list[str], updates: int, epochs: int) -> float:
                 (weight * 1.0).backward()
                 optimizer.step()
             batches += 1
+    synchronize(device)
     return (time.perf_counter() - started) / batches * 1e6
 
 
@@ -120,6 +127,7 @@ def main() -> None:
     parser.add_argument("--data", default="experiment=vae_mnist_mini", help="an override")
     parser.add_argument("--epochs", type=int, default=20, help="timed epochs per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="two epochs, one round")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results.md"))
     args = parser.parse_args()
@@ -127,6 +135,7 @@ def main() -> None:
         args.epochs, args.rounds = 2, 1
     skip_nvml_probe()  # as genlab-train does; the loop side never imports Lightning's choice
     overrides = [args.data]
+    device = torch.device(args.device)
     lines = [
         "| optimizer steps per batch | for loop (us per batch) | Lightning (us per batch) "
         "| Lightning's floor (us per batch) |",
@@ -138,9 +147,9 @@ def main() -> None:
             sides = ("loop", "lightning") if number % 2 == 0 else ("lightning", "loop")
             for side in sides:
                 if side == "loop":
-                    loop.append(loop_round(overrides, updates, args.epochs))
+                    loop.append(loop_round(overrides, updates, args.epochs, device))
                 else:
-                    lightning.append(lightning_round(overrides, updates, args.epochs))
+                    lightning.append(lightning_round(overrides, updates, args.epochs, device))
         loop_us, lightning_us = statistics.median(loop), statistics.median(lightning)
         lines.append(
             f"| {updates} | {loop_us:.0f} | {lightning_us:.0f} | {lightning_us - loop_us:.0f} |"
@@ -148,12 +157,12 @@ def main() -> None:
         print(lines[-1], flush=True)
     batches = len(datamodule(overrides).train_dataloader())
     header = (
-        f"Machine: {machine(torch.device('cpu'))}.\n"
+        f"Machine: {machine(device)}, device {device.type}.\n"
         f"Command: `{' '.join(['python bench/floor.py', *sys.argv[1:]])}`; data `{args.data}` "
         f"({batches} batches an epoch), {args.epochs} timed epochs per round, medians of "
         f"{args.rounds} rounds.\n"
     )
-    write_section(Path(args.out), "floor-cpu", header + "\n" + "\n".join(lines))
+    write_section(Path(args.out), f"floor-{device.type}", header + "\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":
