@@ -1,5 +1,6 @@
 """Image GANs on the embedded digits, torchvision's loading path and image folders."""
 
+import io
 import json
 import os
 from pathlib import Path
@@ -46,6 +47,9 @@ def test_short_run_shows_grids_and_metrics(run_train):
     assert [g.step for g in grids] == [0, 1]
     # a conditional grid has one row per class: 10 rows of 32-pixel images with 2-pixel padding
     assert grids[-1].height == 10 * 34 + 2 and grids[-1].width == 8 * 34 + 2
+    # digits are grey: one channel in TensorBoard and on disk
+    assert Image.open(io.BytesIO(grids[-1].encoded_image_string)).mode == "L"
+    assert Image.open(output_dir / "samples" / "epoch_001.png").mode == "L"
     scalars = set(events.Tags()["scalars"])
     assert {
         "eval/fd",

@@ -314,6 +314,27 @@ def test_mode_seeking_term_pairs_same_class_samples_and_charges_ignored_noise():
         )  # fmt: skip
 
 
+def test_grey_pictures_are_stored_with_one_channel():
+    """A grid of one-channel images (three equal channels) is written as a grey PNG, the
+    same pixels; a picture with colour stays RGB; TensorBoard is told which."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from genlab.plotting import encode_png, png_channels
+
+    grey = np.repeat(np.arange(48, dtype=np.uint8).reshape(4, 12, 1), 3, axis=2)
+    png = encode_png(grey)
+    assert png_channels(png) == 1
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), grey[..., 0])
+    colour = grey.copy()
+    colour[0, 0, 1] = 200
+    png = encode_png(colour)
+    assert png_channels(png) == 3
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), colour)
+
+
 def test_scatter_reuses_its_background_while_the_view_holds():
     """The per-epoch scatter draws axes, real points and modes once; a new picture redraws
     them only when the generated points leave the view, which then grows to hold them."""

@@ -163,12 +163,32 @@ def scatter_figure(
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    """An H x W x 3 uint8 array as PNG bytes (fast zlib level: these are written every epoch)."""
+    """An H x W x 3 uint8 array as PNG bytes (fast zlib level: these are written every epoch).
+    A grey picture (three equal channels: the grids of one-channel images) is stored as one
+    channel, which encodes in half the time into two thirds of the bytes."""
     from PIL import Image
 
+    if image.ndim == 3 and image.shape[2] == 3 and is_grey(image):
+        image = image[..., 0]
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
+
+
+def is_grey(image: np.ndarray) -> bool:
+    return bool(
+        np.array_equal(image[..., 0], image[..., 1])
+        and np.array_equal(image[..., 1], image[..., 2])
+    )
+
+
+# PNG colour types (the byte after the bit depth in the IHDR chunk) -> channels
+PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
+
+
+def png_channels(png: bytes) -> int:
+    """How many channels the PNG stores: 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA."""
+    return PNG_CHANNELS[png[25]]
 
 
 def save_png(image: np.ndarray | bytes, path: str | Path) -> Path:

@@ -316,7 +316,8 @@ def plot_samples(sweep: Path, jobs: list[Job], params: list[str]) -> Path | None
     rows = math.ceil(len(shown) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4.3 * rows), squeeze=False)
     for ax, (job, path) in zip(axes.flat, shown, strict=False):
-        ax.imshow(plt.imread(path))
+        image = plt.imread(path)  # a grid of one-channel images is stored grey
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
         ax.set_title(job.name, fontsize=8)
     for ax in axes.flat:
         ax.axis("off")

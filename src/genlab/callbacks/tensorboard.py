@@ -14,6 +14,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.summary.writer import record_writer
 
+from genlab.plotting import png_channels
+
 try:
     import google_crc32c
 except ImportError:  # a genlab dependency, but TensorBoard works without it
@@ -45,8 +47,11 @@ def log_png(trainer: L.Trainer, tag: str, png: bytes, shape: tuple[int, ...], st
             Summary.Value(
                 tag=tag,
                 image=Summary.Image(
-                    height=height, width=width, colorspace=3, encoded_image_string=png
-                ),
+                    height=height,
+                    width=width,
+                    colorspace=png_channels(png),
+                    encoded_image_string=png,
+                ),  # fmt: skip
             )
         ]
     )
