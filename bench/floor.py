@@ -11,6 +11,7 @@ takes T ms can reach at most T / (T + floor) of the plain loop's rate inside Lig
     python bench/floor.py                  # -> bench/results.md, section floor-cpu
     python bench/floor.py --device cuda    # the same on a GPU (section floor-cuda)
     python bench/floor.py --quick --out /tmp/floor.md
+    python bench/floor.py --parts          # also: what each of genlab's default pieces adds
 """
 
 import argparse
@@ -23,6 +24,8 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.loggers import Logger
 
 from genlab.data.loaders import InMemoryBatchLoader
 from genlab.models.base import GenerativeModule
@@ -33,6 +36,15 @@ from overhead import machine, synchronize, write_section  # noqa: E402
 
 # updates per batch: none, one (the VAE), two (a GAN), six (WGAN-GP: five critic steps and G)
 UPDATES = (0, 1, 2, 6)
+# genlab's default pieces that act on every batch or epoch (the pictures and the evaluation
+# are left out: they depend on the model), from the configs a run composes
+PIECES = {
+    "TensorBoard logger": lambda cfg: cfg.logger.tensorboard,
+    "progress bar": lambda cfg: cfg.callbacks.progress_bar,
+    "divergence guard": lambda cfg: cfg.callbacks.divergence_guard,
+    "run record": lambda cfg: {"_target_": "genlab.callbacks.run_record.RunRecord",
+                               "config": {}, "params": {}},
+}  # fmt: skip
 
 
 class ScalarUpdates(GenerativeModule):
@@ -80,21 +92,30 @@ def datamodule(overrides: list[str]) -> L.LightningDataModule:
     return instantiate(cfg.data, _convert_="all")
 
 
-def lightning_round(overrides: list[str], updates: int, epochs: int, device: torch.device) -> float:
+def lightning_round(
+    overrides: list[str], updates: int, epochs: int, device: torch.device, pieces: tuple = ()
+) -> float:
+    """Microseconds per batch; `pieces` names genlab's default pieces to add (PIECES)."""
     clock = Clock()
-    trainer = L.Trainer(
-        max_epochs=epochs + 1,
-        callbacks=[clock],
-        logger=False,
-        enable_progress_bar=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        profiler=QuietProfiler(),
-        accelerator=device.type,
-        devices=1,
-    )
-    data = datamodule(overrides)
-    trainer.fit(ScalarUpdates(updates), datamodule=data)
+    with tempfile.TemporaryDirectory() as folder:  # where the logger writes
+        cfg = compose_run(overrides, Path(folder))
+        added = [instantiate(PIECES[name](cfg)) for name in pieces]
+        loggers = [piece for piece in added if isinstance(piece, Logger)]
+        callbacks = [piece for piece in added if not isinstance(piece, Logger)]
+        trainer = L.Trainer(
+            max_epochs=epochs + 1,
+            callbacks=[*callbacks, clock],
+            logger=loggers or False,
+            enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
+            log_every_n_steps=cfg.trainer.log_every_n_steps,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            profiler=QuietProfiler(),
+            accelerator=device.type,
+            devices=1,
+        )
+        data = instantiate(cfg.data, _convert_="all")
+        trainer.fit(ScalarUpdates(updates), datamodule=data)
     # under manual optimization the global step counts optimizer steps
     batches = len(data.train_dataloader()) * (epochs + 1)
     assert trainer.global_step == updates * batches, (trainer.global_step, updates, batches)
@@ -129,6 +150,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="two epochs, one round")
+    parser.add_argument(
+        "--parts", action="store_true", help="also time genlab's default pieces on the floor"
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results.md"))
     args = parser.parse_args()
     if args.quick:
@@ -155,6 +179,8 @@ def main() -> None:
             f"| {updates} | {loop_us:.0f} | {lightning_us:.0f} | {lightning_us - loop_us:.0f} |"
         )
         print(lines[-1], flush=True)
+    if args.parts:
+        lines += ["", *parts(overrides, args.epochs, args.rounds, device)]
     batches = len(datamodule(overrides).train_dataloader())
     header = (
         f"Machine: {machine(device)}, device {device.type}.\n"
@@ -163,6 +189,27 @@ def main() -> None:
         f"{args.rounds} rounds.\n"
     )
     write_section(Path(args.out), f"floor-{device.type}", header + "\n" + "\n".join(lines))
+
+
+def parts(overrides: list[str], epochs: int, rounds: int, device: torch.device) -> list[str]:
+    """What each of genlab's default pieces, and all of them, add to the one-update floor:
+    rounds cycle through the variants, forwards then backwards."""
+    variants = {"nothing": ()} | {name: (name,) for name in PIECES} | {"all": tuple(PIECES)}
+    timings: dict[str, list[float]] = {name: [] for name in variants}
+    for number in range(rounds):
+        order = list(variants.items())
+        for name, pieces in order if number % 2 == 0 else order[::-1]:
+            timings[name].append(lightning_round(overrides, 1, epochs, device, pieces))
+    bare = statistics.median(timings["nothing"])
+    lines = [
+        "| added to Lightning (one update a batch) | us per batch | added (us per batch) |",
+        "|---|---|---|",
+    ]
+    for name, values in timings.items():
+        median = statistics.median(values)
+        lines.append(f"| {name} | {median:.0f} | {median - bare:+.0f} |")
+        print(lines[-1], flush=True)
+    return lines
 
 
 if __name__ == "__main__":

@@ -76,10 +76,11 @@ def test_compare_alternates_genlab_with_and_without_overrides(tmp_path):
 
 def test_floor_quick_times_lightning_and_the_loop_for_each_update_count(tmp_path):
     """bench/floor.py: Lightning's per-batch cost for 0, 1, 2 and 6 optimizer steps a batch
-    (the bench itself checks that each batch took that many steps)."""
+    (the bench itself checks that each batch took that many steps), and with --parts what
+    genlab's logger, progress bar, guard and run record add to it."""
     out = tmp_path / "results.md"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "floor.py"), "--quick", "--out", str(out)],
+        [sys.executable, str(ROOT / "bench" / "floor.py"), "--quick", "--parts", "--out", str(out)],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -90,3 +91,15 @@ def test_floor_quick_times_lightning_and_the_loop_for_each_update_count(tmp_path
     for updates, loop, lightning, floor in ((int(v) for v in row) for row in rows):
         assert loop > 0 and lightning > 0, (updates, loop, lightning)
         assert abs(lightning - loop - floor) <= 1, (updates, loop, lightning, floor)
+    # --parts: genlab's default pieces added to the one-update Trainer, one by one and all
+    parts = [line.strip("|").split("|") for line in text.splitlines() if line.startswith("| ")]
+    parts = {
+        row[0].strip(): (int(row[1]), int(row[2])) for row in parts if row[2].strip()[0] in "+-"
+    }
+    assert list(parts) == [
+        "nothing", "TensorBoard logger", "progress bar", "divergence guard", "run record", "all"
+    ]  # fmt: skip
+    assert parts["nothing"][1] == 0
+    assert all(
+        us > 0 and abs(us - parts["nothing"][0] - added) <= 1 for us, added in parts.values()
+    )
