@@ -364,11 +364,11 @@ def skip_nvml_probe() -> bool:
 
     Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 so that asking whether CUDA is there does
     not start the CUDA driver in a process that may fork later. With that set and no GPU,
-    torch never caches the answer: every call loads the NVML library anew (70 us), and
-    torch's optimizers ask on every `step()` (their CUDA-graph health check). On a CUDA
-    build of torch without a GPU that is 70 us per update (1.5 to 3% of a small model's
-    step); without a GPU there is no driver state for a fork to inherit, so the plain
-    check (1.5 us) is as safe."""
+    torch never caches the answer: every call loads the NVML library anew, and torch's
+    optimizers ask on every `step()` (their CUDA-graph health check), which doubled the
+    time of an Adam step on a small layer (bench/results.md). Without a GPU there is no
+    driver state for a fork to inherit, so the plain check is as safe. With a GPU nothing
+    changes: torch caches the answer once CUDA starts."""
     if os.environ.get(NVML_CHECK) != "1" or torch.cuda.is_available():
         return False
     del os.environ[NVML_CHECK]

@@ -51,7 +51,7 @@ def log_png(trainer: L.Trainer, tag: str, png: bytes, shape: tuple[int, ...], st
                     width=width,
                     colorspace=png_channels(png),
                     encoded_image_string=png,
-                ),  # fmt: skip
+                ),
             )
         ]
     )

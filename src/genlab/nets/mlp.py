@@ -44,8 +44,8 @@ def with_one_hot(x: Tensor, labels: Tensor | None, num_classes: int) -> Tensor:
     require(
         labels is not None, "this net is class-conditional: pass labels (model.num_classes > 0)"
     )
-    # F.one_hot checks the labels' range by reading their min and max back on a CPU (two
-    # reads per call, a dozen a cGAN step); scatter_ rejects a label out of range all the same
+    # F.one_hot checks the labels' range by reading their min and max back on a CPU, twice
+    # per call; scatter_ rejects a label out of range all the same
     one_hot = x.new_zeros(len(labels), num_classes).scatter_(1, labels.view(-1, 1), 1.0)
     return torch.cat([x, one_hot], dim=1)
 
