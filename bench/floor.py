@@ -32,7 +32,7 @@ from genlab.models.base import GenerativeModule
 from genlab.train import QuietProfiler, compose_run, skip_nvml_probe
 
 sys.path.insert(0, str(Path(__file__).parent))
-from overhead import machine, synchronize, write_section  # noqa: E402
+from overhead import abba, machine, synchronize, write_section  # noqa: E402
 
 # updates per batch: none, one (the VAE), two (a GAN), six (WGAN-GP: five critic steps and G)
 UPDATES = (0, 1, 2, 6)
@@ -117,7 +117,7 @@ def lightning_round(
         data = instantiate(cfg.data, _convert_="all")
         trainer.fit(ScalarUpdates(updates), datamodule=data)
     # under manual optimization the global step counts optimizer steps
-    batches = len(data.train_dataloader()) * (epochs + 1)
+    batches = trainer.num_training_batches * (epochs + 1)
     assert trainer.global_step == updates * batches, (trainer.global_step, updates, batches)
     return clock.us_per_batch
 
@@ -168,8 +168,7 @@ def main() -> None:
     for updates in UPDATES:
         loop, lightning = [], []
         for number in range(args.rounds):
-            sides = ("loop", "lightning") if number % 2 == 0 else ("lightning", "loop")
-            for side in sides:
+            for side in abba(number, ("loop", "lightning")):
                 if side == "loop":
                     loop.append(loop_round(overrides, updates, args.epochs, device))
                 else:
@@ -193,12 +192,11 @@ def main() -> None:
 
 def parts(overrides: list[str], epochs: int, rounds: int, device: torch.device) -> list[str]:
     """What each of genlab's default pieces, and all of them, add to the one-update floor:
-    rounds cycle through the variants, forwards then backwards."""
+    rounds go through the variants forwards, then backwards."""
     variants = {"nothing": ()} | {name: (name,) for name in PIECES} | {"all": tuple(PIECES)}
     timings: dict[str, list[float]] = {name: [] for name in variants}
     for number in range(rounds):
-        order = list(variants.items())
-        for name, pieces in order if number % 2 == 0 else order[::-1]:
+        for name, pieces in abba(number, tuple(variants.items())):
             timings[name].append(lightning_round(overrides, 1, epochs, device, pieces))
     bare = statistics.median(timings["nothing"])
     lines = [

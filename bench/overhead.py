@@ -66,6 +66,13 @@ VARIANTS = {
 KEPT_CALLBACKS = ("sample_plots", "divergence_guard", "progress_bar")
 
 
+def abba(number: int, sides: tuple) -> tuple:
+    """The order of the sides in round `number`: as given in even rounds, reversed in odd ones
+    (A B, B A, A B, ...), so that a machine that speeds up or slows down over a run favours
+    no side."""
+    return sides if number % 2 == 0 else sides[::-1]
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -320,9 +327,9 @@ def main() -> None:
         "them, rounds alternating (prints the rates; writes nothing)",
     )
     args = parser.parse_args()
-    # importing Lightning asked torch for an NVML-based CUDA check that costs every optimizer
-    # step 70 us where there is no GPU; genlab-train drops it there, and a loop written by
-    # hand, which does not import Lightning, never has it: neither side pays it
+    # importing Lightning asked torch for an NVML-based CUDA check that slows every optimizer
+    # step where there is no GPU; genlab-train drops it there, and a loop written by hand,
+    # which does not import Lightning, never has it: neither side pays it
     skip_nvml_probe()
     if args.quick:
         args.steps, args.warmup, args.rounds = 6, 2, 1
@@ -345,9 +352,7 @@ def main() -> None:
             warmup = min(args.warmup, total // 2)
             ours, plain, parts = [], [], []
             for number in range(args.rounds):
-                # genlab first in even rounds, the plain loop first in odd ones (ABBA): a
-                # machine that speeds up or slows down over the run favours neither
-                for side in ("genlab", "plain") if number % 2 == 0 else ("plain", "genlab"):
+                for side in abba(number, ("genlab", "plain")):
                     if side == "genlab":
                         ours.append(genlab_round(run, batches, epochs, warmup))
                         parts.append(StepTimer.latest.breakdown())
@@ -425,8 +430,7 @@ def compare(args: argparse.Namespace) -> None:
         warmup = min(args.warmup, batches * epochs // 2)
         rates: dict[str, list[float]] = {"default": [], "with overrides": []}
         for number in range(args.rounds):
-            sides = ("with overrides", "default")
-            for side in sides if number % 2 == 0 else sides[::-1]:  # ABBA, as in main
+            for side in abba(number, ("with overrides", "default")):
                 extra = args.compare if side == "with overrides" else []
                 rates[side].append(genlab_round(overrides + extra, batches, epochs, warmup))
         medians = {k: statistics.median(v) for k, v in rates.items()}

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -131,8 +132,6 @@ class OpsSeen(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
     def __enter__(self) -> "OpsSeen":
-        import torch
-
         for name in HOST_COPIES:
             method = getattr(torch.Tensor, name)
 
@@ -145,8 +144,6 @@ class OpsSeen(TorchDispatchMode):
         return super().__enter__()
 
     def __exit__(self, *exc) -> None:
-        import torch
-
         for name, own, method in self.patched:
             if own:
                 setattr(torch.Tensor, name, method)
