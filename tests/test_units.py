@@ -349,6 +349,17 @@ def test_scatter_reuses_its_background_while_the_view_holds():
     second = plotting.scatter_figure(torch.randn(500, 2) * 0.5, real, centers, title="epoch 1")
     assert plotting.SCATTER.background is background  # reused
     assert first.shape == second.shape == (500, 500, 3) and not np.array_equal(first, second)
+    # the legend's kept pixels lie over the points (upper right, where these points crowd):
+    # an opaque box, the same whatever is under it
+    corner = torch.rand(500, 2) * torch.tensor([1.6, 1.0]) + torch.tensor([1.5, 2.9])
+    third = plotting.scatter_figure(corner, real, centers, title="epoch 1")
+    assert plotting.SCATTER.background is background
+    box = plotting.SCATTER.legend.get_window_extent()
+    rows = slice(500 - int(box.y1) + 1, 500 - int(box.y0) - 1)
+    columns = slice(int(box.x0) + 2, int(box.x1) - 1)
+    assert np.array_equal(third[rows, columns], second[rows, columns])
+    changed = np.any(third != second, axis=2)
+    assert changed[rows, int(box.x0) - 40 : int(box.x0)].sum() > 50  # points beside the box
     # points far outside: a new view that holds them, in whole quarter steps
     low, high = plotting.view_limits(real.numpy(), real.numpy())
     real_low, real_high = np.percentile(real.numpy(), [0.5, 99.5], axis=0)
