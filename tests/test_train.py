@@ -85,6 +85,29 @@ def test_tensorboard_checksums_are_fast_and_the_same(tmp_path):
     assert [point.value for point in events.Scalars("loss")] == [0.5, 1.5, 2.5]
 
 
+def test_self_log_skips_moving_a_metric_that_is_already_on_the_device():
+    """After `skip_redundant_metric_moves`, logging a value keeps the metric's metadata
+    object (Lightning's own `to` deep-copies it on every call); a move to another device
+    still moves every tensor; the logged values are the same."""
+    from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultCollection
+
+    from genlab.train import skip_redundant_metric_moves
+
+    assert skip_redundant_metric_moves() and skip_redundant_metric_moves()  # once, idempotent
+    results = _ResultCollection(training=True)
+    results.log("training_step", "loss", torch.tensor(1.0), on_step=True, on_epoch=True)
+    metric = results["training_step.loss"]
+    meta = metric.meta
+    results.log("training_step", "loss", torch.tensor(3.0), on_step=True, on_epoch=True)
+    assert metric.meta is meta  # not copied
+    assert float(results.metrics(on_step=True)["log"]["loss_step"]) == 3.0
+    assert float(results.metrics(on_step=False)["log"]["loss_epoch"]) == 2.0
+    assert metric.to(torch.device("cpu")) is metric and metric.meta is meta
+    metric.to(torch.device("meta"))  # elsewhere: the original path moves every tensor
+    assert metric.value.device.type == "meta" and metric.cumulated_batch_size.is_meta
+    assert metric.meta is not meta
+
+
 def test_lightning_bookkeeping_shortcuts_change_nothing(tmp_path):
     """The per-hook shortcuts (a profiler whose `profile` is free, plain attributes set
     without nn.Module's checks, a stored training_step signature) leave Lightning's view of
