@@ -14,7 +14,7 @@ from test_train import read_events
 from genlab.data.images import MnistMiniDataModule
 from genlab.metrics import load_or_train_classifier
 
-from conftest import SHORT, cli, cli_in_process, one_line_error, short_run
+from conftest import SHORT, cli, cli_in_process, compose_train, one_line_error, short_run
 
 IMAGE_MODELS = ["cgan", "dcgan", "wgan", "wgan_gp", "lsgan", "acgan", "tacgan"]
 
@@ -205,7 +205,7 @@ def test_bad_image_inputs(tmp_path):
 def test_sample_images_from_a_checkpoint(tmp_path):
     run = short_run(tmp_path, "model=cgan", "data=digits")
     out = tmp_path / "samples"
-    result = cli(
+    result = cli_in_process(  # genlab-sample's own process is tested in test_cli
         "genlab-sample",
         f"ckpt={run / 'checkpoints/last.ckpt'}",
         "n=20",
@@ -240,7 +240,9 @@ def test_real_digits_score_at_the_floor_and_noise_far_above(tmp_path):
     """fd of real training digits against held-out ones is close to fd_floor; noise is far off."""
     from genlab.callbacks.evaluation import SampleQuality
 
-    data = MnistMiniDataModule()
+    # the split of the runs' seed: the classifier is then the one that the runs on mnist_mini
+    # train for their evaluation (one classifier for the session, from the cache)
+    data = MnistMiniDataModule(seed=compose_train(["data=mnist_mini"], tmp_path).seed)
     data.setup()
     quality = SampleQuality(cache_dir=str(Path(os.environ["GENLAB_DATA"]) / "classifiers"))
     real, real_labels = data.eval_set()
