@@ -63,6 +63,45 @@ def test_short_run_shows_grids_and_metrics(run_train):
     assert (output_dir / "samples" / "epoch_001.png").is_file()
 
 
+def test_evaluation_runs_the_classifier_channels_last_and_reads_the_real_set_once(tmp_path):
+    """The classifier comes back with channels-last weights and gives the features of the
+    plain NCHW net; the held-out images go through it once per run, not once per epoch,
+    and a different held-out set is read anew."""
+    from genlab.callbacks.evaluation import SampleQuality
+    from genlab.metrics.classifier import DigitClassifier
+
+    data = MnistMiniDataModule()
+    data.setup()
+    images, labels = data.train_set[0][:300], data.train_set[1][:300]
+    for _ in range(2):  # trained, then from the cache
+        classifier, _, _ = load_or_train_classifier(images, labels, 10, tmp_path, epochs=1)
+        second_conv = classifier.body[3].weight  # (the first, with one input channel, is both)
+        assert second_conv.is_contiguous(memory_format=torch.channels_last)
+        assert not second_conv.is_contiguous()
+        assert not classifier.training
+    plain = DigitClassifier(1, 10).eval()
+    plain.load_state_dict(classifier.state_dict())
+    x = data.eval_set()[0][:64]
+    with torch.no_grad():
+        assert torch.allclose(classifier.features(x), plain.features(x), atol=1e-5)
+
+    quality = SampleQuality(cache_dir=str(tmp_path))
+    quality.classifiers["data"] = classifier
+    calls = []
+    features = classifier.features
+    classifier.features = lambda batch: calls.append(len(batch)) or features(batch)
+    real, real_labels = data.eval_set()
+    fake = torch.rand(200, 1, 28, 28) * 2 - 1
+    first = quality.image_metrics(real, real_labels, fake, None, data)
+    assert sum(calls) == len(real) + len(fake)
+    calls.clear()
+    assert quality.image_metrics(real, real_labels, fake, None, data) == first
+    assert sum(calls) == len(fake)  # the real features came from the first evaluation
+    calls.clear()
+    quality.image_metrics(real[:500], real_labels[:500], fake, None, data)
+    assert sum(calls) == 500 + len(fake)
+
+
 def test_classifier_is_cached_by_content(tmp_path):
     data = MnistMiniDataModule()
     data.setup()

@@ -61,6 +61,8 @@ class SampleQuality(L.Callback):
         self.classifier_epochs = classifier_epochs
         self.classifiers: dict[str, torch.nn.Module] = {}  # per domain ("data", "a", "b")
         self.classifier_from_cache: bool | None = None
+        # the held-out images' classifier features, computed once: (classifier, images, features)
+        self.real_features: tuple[torch.nn.Module, Tensor, Tensor] | None = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         last_epoch = trainer.current_epoch + 1 >= (trainer.max_epochs or 0) or trainer.fast_dev_run
@@ -108,7 +110,7 @@ class SampleQuality(L.Callback):
         # Held-out sets may be sorted by class: shuffle (with a fixed seed) before halving.
         order = torch.randperm(len(real), generator=torch.Generator().manual_seed(self.seed))
         real, real_labels = real[order], real_labels[order]
-        real_features = batched(classifier.features, real)
+        real_features = self.features_of_real(classifier, real)
         fake_features = batched(classifier.features, fake)
         with torch.no_grad():
             predicted = classifier.head(fake_features).argmax(dim=1)
@@ -128,6 +130,16 @@ class SampleQuality(L.Callback):
         if self.inception_fid:
             metrics["inception_fid"] = inception_fid_score(real, fake)
         return metrics
+
+    def features_of_real(self, classifier: torch.nn.Module, real: Tensor) -> Tensor:
+        """The classifier's features of the held-out images, which are the same every epoch:
+        computed the first time, then looked up (a third of an evaluation's time)."""
+        cached = self.real_features
+        if cached is not None and cached[0] is classifier and torch.equal(cached[1], real):
+            return cached[2]
+        features = batched(classifier.features, real)
+        self.real_features = (classifier, real, features)
+        return features
 
     def translation_metrics(self, datamodule, pl_module) -> dict[str, float]:
         """Image-to-image models on the held-out split, per direction d ('ab', 'ba'):
