@@ -57,6 +57,33 @@ def test_iwae_bound_is_above_the_elbo_and_tightens_with_k():
     assert all(torch.isfinite(v).all() for v in bounds.values())
 
 
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("net", ["mlp", "conv"])
+def test_iwae_scores_each_draw_against_its_own_image(likelihood, net):
+    """The IWAE bound scores k x N decoded draws against the N images by broadcasting: the
+    same log weights as decoding and scoring each draw's batch on its own."""
+    shape = (1, 28, 28) if net == "conv" else (1, 8, 8)
+    vae = make_vae(shape=shape, net=net, likelihood=likelihood).eval()  # as held_out_metrics
+    x = binary_images(6, shape)
+    k = 7
+    bounds = vae.log_px_bounds(x, None, [1, k], torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(3)
+        mu, logvar = vae.encode(x, None)
+        std = (0.5 * logvar).exp()
+        z = mu + std * torch.randn((k, *mu.shape), generator=generator)
+        log_w = torch.stack(
+            [
+                -vae.decode_nll(vae.decoder(z[i], None), x)
+                + Normal(0.0, 1.0).log_prob(z[i]).sum(-1)
+                - Normal(mu, std).log_prob(z[i]).sum(-1)
+                for i in range(k)
+            ]
+        )
+    assert torch.allclose(bounds[1], log_w[0], rtol=1e-5)
+    assert torch.allclose(bounds[k], torch.logsumexp(log_w, 0) - math.log(k), rtol=1e-5)
+
+
 def test_vae_held_out_metrics_are_consistent():
     vae = make_vae(iwae_k=20)
     x = binary_images(50)

@@ -22,9 +22,18 @@ def check_binary(x: Tensor, fix: str) -> None:
 
 def bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
     """-log p(x) per image in nats, for per-pixel logits and images in {-1, 1} (or grey levels
-    in [-1, 1], where it is the usual BCE reconstruction error, not a likelihood)."""
-    target = (x + 1) / 2
-    return F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).sum(1)
+    in [-1, 1], where it is the usual BCE reconstruction error, not a likelihood).
+
+    `logits` may carry leading sample dimensions (k x N x C x H x W against N images): each
+    sample is scored against its image by broadcasting, without k copies of the images."""
+    target = ((x + 1) / 2).expand_as(logits)
+    return per_image(F.binary_cross_entropy_with_logits(logits, target, reduction="none"), x)
+
+
+def per_image(values: Tensor, x: Tensor) -> Tensor:
+    """Per-pixel `values` (shaped like the images x, with any leading dimensions) summed
+    over each image's pixels."""
+    return values.sum(dim=tuple(range(-(x.dim() - 1), 0)))
 
 
 def bits_per_dim(nll_nats: Tensor | float, dims: int) -> Tensor | float:

@@ -26,7 +26,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from genlab.errors import check_num_classes, require
 from genlab.losses import gaussian_kl
 from genlab.models.base import evaluating
-from genlab.models.likelihood import LikelihoodModel, bernoulli_nll, bits_per_dim
+from genlab.models.likelihood import LikelihoodModel, bernoulli_nll, bits_per_dim, per_image
 
 LIKELIHOODS = ("bernoulli", "bce", "gaussian")
 
@@ -89,9 +89,10 @@ class VAE(LikelihoodModel):
         return mu, logvar.clamp(-12.0, 8.0)
 
     def decode_nll(self, out: Tensor, x: Tensor) -> Tensor:
-        """-log p(x|z) per image, in nats, from the decoder's output."""
+        """-log p(x|z) per image, in nats, from the decoder's output (which may carry leading
+        sample dimensions: k x N x ... against N images)."""
         if self.likelihood == "gaussian":
-            return -Normal(out, self.log_scale.exp()).log_prob(x).flatten(1).sum(1)
+            return -per_image(Normal(out, self.log_scale.exp()).log_prob(x), x)
         return bernoulli_nll(out, x)
 
     def mean_image(self, out: Tensor) -> Tensor:
@@ -166,7 +167,7 @@ class VAE(LikelihoodModel):
         z = mu + std * eps  # k x N x L
         flat_labels = None if labels is None else labels.repeat(k_max)
         out = self.decoder(z.flatten(0, 1), flat_labels)
-        log_px_z = -self.decode_nll(out, x.repeat(k_max, *[1] * (x.dim() - 1))).view(k_max, -1)
+        log_px_z = -self.decode_nll(out.reshape(k_max, *x.shape), x)  # k x N
         log_pz = Normal(0.0, 1.0).log_prob(z).sum(-1)
         log_qz = Normal(mu, std).log_prob(z).sum(-1)
         log_w = log_px_z + log_pz - log_qz
