@@ -5,6 +5,7 @@ import math
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -128,6 +129,16 @@ def test_the_guard_stops_a_saturated_discriminator_after_its_window():
     assert DivergenceGuard(saturation_window=0).check(FakeTrainer(), module, 10) is None
 
 
+# Runs the command with SIGINT at its default, as a command typed in a terminal has it. A
+# background job of a non-interactive shell (`make test &` in a script) ignores SIGINT, its
+# children inherit that, and Python then never turns Ctrl-C into KeyboardInterrupt.
+AS_FROM_A_TERMINAL = [
+    sys.executable, "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])",
+]  # fmt: skip
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
 def test_a_signal_saves_a_checkpoint_and_the_run_resumes_in_its_folder(tmp_path, sig):
     run = tmp_path / "run"
@@ -137,16 +148,22 @@ def test_a_signal_saves_a_checkpoint_and_the_run_resumes_in_its_folder(tmp_path,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
     process = subprocess.Popen(
-        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    last = run / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 240
-    while not last.exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.5)
-    assert last.exists(), process.communicate()[1][-2000:]
-    first_save = last.stat().st_mtime_ns
-    process.send_signal(sig)
-    _, stderr = process.communicate(timeout=120)
+        [*AS_FROM_A_TERMINAL, *command],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        last = run / "checkpoints" / "last.ckpt"
+        deadline = time.time() + 240
+        while not last.exists() and time.time() < deadline and process.poll() is None:
+            time.sleep(0.5)
+        assert last.exists(), process.communicate()[1][-2000:]
+        first_save = last.stat().st_mtime_ns
+        process.send_signal(sig)
+        _, stderr = process.communicate(timeout=120)
+    finally:  # a failed check leaves no training process behind to slow the other tests
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
     assert process.returncode == (143 if sig == signal.SIGTERM else 130), stderr[-2000:]
     assert "Traceback" not in stderr, stderr[-2000:]
     message = [line for line in stderr.splitlines() if line.startswith("genlab-train:")]
