@@ -302,16 +302,21 @@ def skip_redundant_metric_moves() -> bool:
     if getattr(original, "skips_redundant_moves", False):
         return True
 
+    def moved(state: dict, device: torch.device) -> bool:
+        """Whether a tensor of the state, or of a dict, list or tuple in it (the defaults
+        torchmetrics keeps, ...), lies elsewhere than `device`."""
+        for value in state.values():
+            if isinstance(value, dict):
+                value = value.values()
+            elif not isinstance(value, list | tuple):
+                value = (value,)
+            if any(isinstance(t, torch.Tensor) and t.device != device for t in value):
+                return True
+        return False
+
     def to(self, *args, **kwargs):
         if not kwargs and len(args) == 1 and isinstance(args[0], torch.device) and self.is_tensor:
-            device = args[0]
-            tensors = [v for v in self.__dict__.values() if isinstance(v, torch.Tensor)]
-            for value in self.__dict__.values():  # the defaults torchmetrics keeps, ...
-                if isinstance(value, dict):
-                    tensors += [v for v in value.values() if isinstance(v, torch.Tensor)]
-                elif isinstance(value, list | tuple):
-                    tensors += [v for v in value if isinstance(v, torch.Tensor)]
-            if all(t.device == device for t in tensors):
+            if not moved(self.__dict__, args[0]):
                 return self
         return original(self, *args, **kwargs)
 

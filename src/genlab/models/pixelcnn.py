@@ -15,7 +15,13 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from genlab.errors import check_num_classes, require
 from genlab.models.base import evaluating
-from genlab.models.likelihood import LikelihoodModel, bernoulli_nll, bits_per_dim, uniform_noise
+from genlab.models.likelihood import (
+    LikelihoodModel,
+    bernoulli_nll,
+    bits_per_dim,
+    per_image,
+    uniform_noise,
+)
 
 
 class PixelCNN(LikelihoodModel):
@@ -71,7 +77,7 @@ class PixelCNN(LikelihoodModel):
             return bernoulli_nll(logits, x)
         # logits: N x C x levels x H x W; cross_entropy wants the classes in dimension 1
         nll = F.cross_entropy(logits.transpose(1, 2), self.to_levels(x), reduction="none")
-        return nll.flatten(1).sum(1)
+        return per_image(nll, x)
 
     def step_loss(self, batch: tuple[Tensor, Tensor]) -> Tensor:
         x, labels = batch
