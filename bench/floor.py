@@ -1,11 +1,12 @@
 """Lightning's own cost per batch: the floor under any genlab workload's step time.
 
 A Trainer around a training step that does nothing but `updates` optimizer steps on one
-scalar weight (genlab's `optimize`: zero_grad, `manual_backward`, step), with nothing else on
+scalar weight (genlab's `optimize`: zero_grad, backward, step; as in a genlab run, it skips
+Lightning's hooks around each update when nothing listens to them), with nothing else on
 (no logger, no progress bar, no callbacks but a clock, no checkpoints), against a for loop
 doing the same updates over the same in-memory batches. The difference is what Lightning's
 loop costs per batch before a model computes anything: its fetcher, hooks and bookkeeping,
-and the hooks around each backward pass and optimizer step. A workload whose plain step
+and its step accounting around each update. A workload whose plain step
 takes T ms can reach at most T / (T + floor) of the plain loop's rate inside Lightning.
 
     python bench/floor.py                  # -> bench/results.md, section floor-cpu

@@ -108,6 +108,101 @@ def test_self_log_skips_moving_a_metric_that_is_already_on_the_device():
     assert metric.meta is not meta
 
 
+class UpdateListener(L.Callback):
+    """Counts Lightning's hooks around each update. Listening to them turns the direct
+    updates off, so a run with this callback takes Lightning's own path."""
+
+    latest = None
+
+    def __init__(self) -> None:
+        self.calls = {"before backward": 0, "after backward": 0, "before step": 0}
+        UpdateListener.latest = self
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        self.calls["before backward"] += 1
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        self.calls["after backward"] += 1
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.calls["before step"] += 1
+
+
+def test_updates_skip_lightnings_hooks_only_where_no_one_listens(run_train, monkeypatch):
+    """By default each update calls torch directly; with a callback that listens to the
+    update hooks, every update goes through Lightning and the callback hears each one. The
+    two runs end with the same weights, optimizer states and step count, bit for bit."""
+    from lightning.pytorch.strategies import SingleDeviceStrategy
+
+    through_lightning = []
+    lightning_backward = SingleDeviceStrategy.backward
+
+    def counted(self, *args, **kwargs):
+        through_lightning.append(1)
+        return lightning_backward(self, *args, **kwargs)
+
+    monkeypatch.setattr(SingleDeviceStrategy, "backward", counted)
+    short = ["model=wgan_gp", "data=ring", "trainer.limit_train_batches=4",
+             "trainer.max_epochs=2", "~callbacks.sample_quality"]  # fmt: skip
+    _, direct = run_train(short, name="direct")
+    assert not through_lightning
+    _, heard = run_train([*short, f"+callbacks.hear._target_={__name__}.UpdateListener"], "heard")
+    updates = 2 * 4 * 6  # epochs x batches x (five critic steps and G's)
+    assert len(through_lightning) == updates
+    assert UpdateListener.latest.calls == dict.fromkeys(UpdateListener.latest.calls, updates)
+    direct, heard = (
+        torch.load(folder / "checkpoints" / "last.ckpt", weights_only=False)
+        for folder in (direct, heard)
+    )
+    assert direct["global_step"] == heard["global_step"] == updates
+    assert direct["state_dict"].keys() == heard["state_dict"].keys()
+    for name, value in direct["state_dict"].items():
+        assert torch.equal(value, heard["state_dict"][name]), name
+    for mine, theirs in zip(direct["optimizer_states"], heard["optimizer_states"], strict=True):
+        for key, state in mine["state"].items():
+            for name, value in state.items():
+                assert torch.equal(value, theirs["state"][key][name]), (key, name)
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["nothing", "profiler asked for", "DDP", "a module hook", "a raw torch optimizer"],
+)
+def test_direct_updates_only_where_nothing_can_tell(change, tmp_path):
+    from lightning.pytorch.core.optimizer import LightningOptimizer
+
+    from genlab.models.base import GenerativeModule
+    from genlab.train import build_trainer, compose_run
+
+    class Model(GenerativeModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.automatic_optimization = False
+            self.weight = nn.Parameter(torch.zeros(()))
+
+    class Listening(Model):
+        def on_after_backward(self) -> None:
+            pass
+
+    cfg = compose_run(["model=gan", "data=moons"], tmp_path)
+    if change == "profiler asked for":
+        cfg.trainer.profiler = "simple"
+    if change == "DDP":
+        cfg.trainer.update(accelerator="cpu", devices=2, strategy="ddp")
+    model = Listening() if change == "a module hook" else Model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    if change != "a raw torch optimizer":
+        optimizer = LightningOptimizer(optimizer)
+    assert not model.updates_directly(optimizer)  # no trainer yet
+    model.trainer = build_trainer(cfg, [], [])
+    assert model.updates_directly(optimizer) == (change == "nothing")
+    assert model.updates_directly(optimizer) == (change == "nothing")  # the remembered answer
+    if change == "nothing":  # a new trainer is asked anew
+        cfg.trainer.profiler = "simple"
+        model.trainer = build_trainer(cfg, [], [])
+        assert not model.updates_directly(optimizer)
+
+
 def test_lightning_bookkeeping_shortcuts_change_nothing(tmp_path):
     """The per-hook shortcuts (a profiler whose `profile` is free, plain attributes set
     without nn.Module's checks, a stored training_step signature) leave Lightning's view of
