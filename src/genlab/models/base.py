@@ -32,7 +32,7 @@ def spread_labels(n: int, num_classes: int, device: torch.device | None = None) 
 # calls (about 20 times a GAN step), and the models hand the guard their latest values.
 # `nn.Module.__setattr__` checks each assignment against its parameters, buffers and
 # submodules (2 us); these skip the checks, with the same result.
-PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "guard_values", "direct_updates"})
+PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "guard_values"})
 
 # What Lightning runs around each backward pass and optimizer step under manual optimization,
 # for every callback and for the module: `optimize` takes them only when someone listens.
@@ -184,8 +184,10 @@ class GenerativeModule(L.LightningModule):
                 or (type(precision) is MixedPrecision and precision.scaler is None)
             )
             and isinstance(trainer.profiler, PassThroughProfiler)
-            and not is_overridden("backward", self, L.LightningModule)
-            and not any(is_overridden(hook, self, L.LightningModule) for hook in UPDATE_HOOKS)
+            and not any(
+                is_overridden(hook, self, L.LightningModule)
+                for hook in ("backward", *UPDATE_HOOKS)  # the module also runs the backward
+            )
             and not any(
                 is_overridden(hook, callback, L.Callback)
                 for callback in trainer.callbacks
