@@ -316,7 +316,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20, help="batches not timed")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--only", default="", help="workloads whose name contains this")
+    parser.add_argument(
+        "--only", default="", help="workloads whose name contains this (several: a,b)"
+    )
     parser.add_argument("--quick", action="store_true", help="a few steps each, one round")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results.md"))
     parser.add_argument(
@@ -340,7 +342,7 @@ def main() -> None:
     workloads = WORKLOADS | (GPU_WORKLOADS if device.type == "cuda" else {})
     rows, splits = [], []
     for name, (overrides, target, default_steps) in workloads.items():
-        if args.only not in name:
+        if not chosen(name, args.only):
             continue
         for precision, compile_nets in VARIANTS[device.type]:
             variant = precision + (" + compile" if compile_nets else "")
@@ -424,7 +426,7 @@ def main() -> None:
 def compare(args: argparse.Namespace) -> None:
     """A/B in genlab's own loop: each workload with and without `args.compare`."""
     for name, (overrides, _, default_steps) in WORKLOADS.items():
-        if args.only not in name:
+        if not chosen(name, args.only):
             continue
         batches, epochs = plan(overrides, args.steps or default_steps)
         warmup = min(args.warmup, batches * epochs // 2)
@@ -442,6 +444,11 @@ def compare(args: argparse.Namespace) -> None:
             f"{[round(v, 1) for v in rates['with overrides']]}",
             flush=True,
         )
+
+
+def chosen(name: str, only: str) -> bool:
+    """Whether the workload `name` is among those `--only` names (comma-separated parts)."""
+    return any(part in name for part in only.split(","))
 
 
 def batch_size_of(overrides: list[str]) -> int:

@@ -28,12 +28,11 @@ from hydra.types import RunMode
 from hydra.utils import get_class, get_object, instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.profilers import PassThroughProfiler
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genlab.callbacks.guard import CheckpointOnInterrupt
 from genlab.callbacks.run_record import RunRecord, final_metrics, write_run_info
-from genlab.callbacks.tensorboard import use_fast_checksums
+from genlab import speedups
 from genlab.checkpoints import check_compatible, load_checkpoint
 from genlab.errors import (
     CheckpointError,
@@ -268,62 +267,9 @@ def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
     if not trainer_cfg.get("enable_progress_bar", True):
         # trainer.enable_progress_bar=false wins over the progress bar of callbacks/
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    # no profiler asked for: one whose `profile` costs nothing (Lightning's default builds a
-    # generator-based context for every hook of every callback, several dozen a step)
-    quiet = {} if trainer_cfg.get("profiler") else {"profiler": QuietProfiler()}
-    return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False, **quiet)
-
-
-class QuietProfiler(PassThroughProfiler):
-    """Lightning's do-nothing profiler, with one shared empty context for `profile`."""
-
-    quiet = contextlib.nullcontext()
-
-    def profile(self, action_name: str) -> contextlib.AbstractContextManager:
-        return self.quiet
-
-
-def skip_redundant_metric_moves() -> bool:
-    """Make Lightning's `self.log` skip moving a logged metric's state to the device it is
-    already on. True when in place (on this and later calls).
-
-    Each `self.log` call runs `_ResultMetric.to(value.device)`, which walks the whole
-    `__dict__` of the metric's accumulator (an `nn.Module`) through `apply_to_collection`
-    and deep-copies its metadata dataclass, even when nothing moves: 0.28 ms a logged key on
-    this CPU, most of the cost of a logging step (Lightning issue #20388; its pull request
-    #21769, not merged, makes the same short cut). Here a move to a `torch.device` that
-    every tensor of the state is already on returns at once, and anything else (another
-    device, a dtype, a torchmetrics `Metric` logged as the value) goes the original way."""
-    try:
-        from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultMetric
-    except ImportError:  # a Lightning without it: nothing to do
-        return False
-    original = _ResultMetric.to
-    if getattr(original, "skips_redundant_moves", False):
-        return True
-
-    def moved(state: dict, device: torch.device) -> bool:
-        """Whether a tensor of the state, or of a dict, list or tuple in it (the defaults
-        torchmetrics keeps, ...), lies elsewhere than `device`."""
-        for value in state.values():
-            if isinstance(value, dict):
-                value = value.values()
-            elif not isinstance(value, list | tuple):
-                value = (value,)
-            if any(isinstance(t, torch.Tensor) and t.device != device for t in value):
-                return True
-        return False
-
-    def to(self, *args, **kwargs):
-        if not kwargs and len(args) == 1 and isinstance(args[0], torch.device) and self.is_tensor:
-            if not moved(self.__dict__, args[0]):
-                return self
-        return original(self, *args, **kwargs)
-
-    to.skips_redundant_moves = True
-    to.__wrapped__ = original
-    _ResultMetric.to = to
-    return True
+    quiet = None if trainer_cfg.get("profiler") else speedups.quiet_profiler()
+    profiler = {} if quiet is None else {"profiler": quiet}
+    return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False, **profiler)
 
 
 def in_multirun() -> bool:
@@ -491,15 +437,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = [*callbacks, RunRecord(run_config, hparams(cfg, run_config))]
     loggers = instantiate_group(cfg.get("logger"))
     check_log_folders(loggers)
-    if any(isinstance(logger, TensorBoardLogger) for logger in loggers):
-        use_fast_checksums()  # TensorBoard's pure-Python checksums stall the loop
-    skip_redundant_metric_moves()
-    trainer = build_trainer(cfg, callbacks, loggers)
-    if torch.are_deterministic_algorithms_enabled():
-        # Deterministic mode also fills every new tensor with NaN, to expose reads of
-        # uninitialised memory; correct code never reads them, and the fills cost 6% of a
-        # DCGAN step on a CPU (bench/profile_epoch.py). Results stay bit-identical.
-        torch.utils.deterministic.fill_uninitialized_memory = False
+    with speedups.applied(cfg.get("speedups", True), model):
+        trainer = build_trainer(cfg, callbacks, loggers)
+        return fit(cfg, trainer, model, datamodule, callbacks, output_dir, started)
+
+
+def fit(cfg, trainer, model, datamodule, callbacks, output_dir, started) -> dict[str, float]:
 
     def record(status: str, **extra: Any) -> dict[str, float]:
         metrics = final_metrics(trainer)

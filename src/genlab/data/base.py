@@ -73,7 +73,13 @@ class InMemoryDataModule(L.LightningDataModule):
             seed=seed,
             rank=trainer.global_rank if trainer else 0,
             world_size=trainer.world_size if trainer else 1,
+            completed=self.completed_batches if trainer else None,
         )
+
+    def completed_batches(self) -> int:
+        """The batches of the current epoch that training has completed (Lightning's count,
+        restored with the checkpoint on a resume)."""
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
 
     def eval_set(self) -> tuple[Tensor, Tensor]:
         """Held-out real samples and labels, for the quality metrics."""

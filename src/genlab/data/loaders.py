@@ -5,16 +5,12 @@ training. This loader keeps the whole set as one tensor (on the training device 
 datamodule puts it there) and slices batches out of a permutation instead.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
 
 from genlab.errors import require
-
-# batches Lightning's data fetcher has taken from the loader beyond the one it trains on
-PREFETCHED = 1
-
 
 class InMemoryBatchLoader:
     """Yields batches `tuple(t[idx] for t in tensors)` over one pass of the data.
@@ -25,6 +21,9 @@ class InMemoryBatchLoader:
       ranks see disjoint shards of equal length.
     - Lightning calls `set_epoch` on `loader.sampler` at each epoch start; `sampler` is
       the loader itself.
+    - Its place in the epoch, saved in checkpoints, is the number of batches training has
+      completed (`completed`, Lightning's own count, given by the datamodule), so that a
+      batch that was handed out but not trained on is trained on after a resume.
     """
 
     def __init__(
@@ -36,6 +35,7 @@ class InMemoryBatchLoader:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        completed: Callable[[], int] | None = None,
     ) -> None:
         require(batch_size >= 1, f"data.batch_size must be >= 1 (got {batch_size})")
         require(all(len(t) == len(tensors[0]) for t in tensors), "all tensors need the same length")
@@ -46,6 +46,7 @@ class InMemoryBatchLoader:
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
+        self.completed = completed
         self.epoch = 0
         self.served = 0  # batches handed out in the current pass
         self.skip = 0  # batches of this epoch a resumed run has already trained on
@@ -95,8 +96,8 @@ class InMemoryBatchLoader:
     # hands it back on resume: a run stopped in the middle of an epoch goes on with the
     # batches it had not trained on, in the same order.
     def state_dict(self) -> dict[str, int]:
-        # Lightning fetches one batch ahead of the one it trains on
-        return {"epoch": self.epoch, "served": max(self.served - PREFETCHED, 0)}
+        done = self.served if self.completed is None else self.completed()
+        return {"epoch": self.epoch, "served": done}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         finished = state["served"] >= len(self)

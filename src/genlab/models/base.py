@@ -4,39 +4,19 @@ Callbacks and `genlab-sample` talk to a model only through `sample(n, labels, ge
 `num_classes` and `conditional`.
 """
 
-import inspect
 import random
-import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import lightning as L
 import torch
-from lightning.pytorch.core.optimizer import LightningOptimizer
-from lightning.pytorch.plugins.precision import MixedPrecision, Precision
-from lightning.pytorch.profilers import PassThroughProfiler
-from lightning.pytorch.strategies import SingleDeviceStrategy
-from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import Tensor, nn
 
+from genlab import speedups
 from genlab.errors import require
 
 
 def spread_labels(n: int, num_classes: int, device: torch.device | None = None) -> Tensor:
     """Labels 0, 1, ..., K-1, 0, 1, ... so that n samples cover every class evenly."""
     return torch.arange(n, device=device) % num_classes
-
-
-# Attributes set several times a step that are never parameters, buffers or submodules:
-# Lightning names the running hook in `_current_fx_name` before and after every hook it
-# calls (about 20 times a GAN step), and the models hand the guard their latest values.
-# `nn.Module.__setattr__` checks each assignment against its parameters, buffers and
-# submodules (2 us); these skip the checks, with the same result.
-PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "guard_values"})
-
-# What Lightning runs around each backward pass and optimizer step under manual optimization,
-# for every callback and for the module: `optimize` takes them only when someone listens.
-UPDATE_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
 
 
 class GenerativeModule(L.LightningModule):
@@ -46,47 +26,6 @@ class GenerativeModule(L.LightningModule):
     # the latest step's losses (and, for GANs, D's weaker accuracy) for the divergence guard
     guard_values: dict[str, Tensor] | None = None
     guard_saturation: Tensor | None = None
-    # (a weak reference to the trainer, whether `optimize` may skip Lightning's update hooks)
-    direct_updates: tuple[weakref.ref, bool] | None = None
-
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        # Lightning inspects `training_step`'s signature on every batch (does it take
-        # batch_idx?); a stored signature answers at once (inspect honours __signature__).
-        step = cls.__dict__.get("training_step")
-        if inspect.isfunction(step):
-            step.__signature__ = inspect.signature(step)
-
-    def __setattr__(self, name: str, value) -> None:
-        if name in PLAIN_ATTRIBUTES:
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
-
-    @contextmanager
-    def toggled_optimizer(self, optimizer) -> Iterator[None]:
-        """Inside the block only `optimizer`'s parameters get gradients: the other optimizers'
-        parameters (D's while G learns, G's while D learns) are frozen and restored after.
-        Lightning's own version gives the same states through a dict of every parameter
-        (20 us a toggle on the moons nets, two to six toggles a step); this lists the others
-        once per call (a quarter of that)."""
-        inner = getattr(optimizer, "optimizer", optimizer)  # a LightningOptimizer or not
-        own = {id(p) for group in inner.param_groups for p in group["params"]}
-        frozen = [
-            p
-            for other in self.trainer.optimizers
-            if other is not inner
-            for group in other.param_groups
-            for p in group["params"]
-            if p.requires_grad and id(p) not in own
-        ]
-        for parameter in frozen:
-            parameter.requires_grad_(False)
-        try:
-            yield
-        finally:
-            for parameter in frozen:
-                parameter.requires_grad_(True)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Store the RNG states, so that a resumed run draws the same noise as an
@@ -139,18 +78,11 @@ class GenerativeModule(L.LightningModule):
             scheduler.step()
 
     def optimize(self, loss: Tensor, optimizer, grad_clip: float | None = None) -> None:
-        """One update: backward, gradient-norm clipping inside the step when set, step.
-
-        Lightning's `manual_backward` and `LightningOptimizer.step` pass each update through
-        the strategy and the precision plugin, which call `on_before_backward`,
-        `on_after_backward` and `on_before_optimizer_step` on every callback and on the module:
-        about 0.1 ms an update on a CPU, 2 to 4% of a small model's step. Where nothing can
-        tell the difference (one device, plain or bf16 precision, no profiler asked for, and
-        none of those hooks overridden), the update calls torch directly. It keeps Lightning's
-        step accounting (`trainer.global_step` counts optimizer steps as before); anywhere
-        else it goes Lightning's way."""
+        """One update: backward, gradient-norm clipping inside the step when set, step,
+        through Lightning (`manual_backward`, `LightningOptimizer.step`), or straight to torch
+        where the `direct_updates` speedup finds that no hook listens."""
         optimizer.zero_grad(set_to_none=True)
-        direct = self.updates_directly(optimizer)
+        direct = speedups.updates_directly(self, optimizer)
         if direct:
             loss.backward()
         else:
@@ -160,42 +92,9 @@ class GenerativeModule(L.LightningModule):
                 optimizer, gradient_clip_val=grad_clip, gradient_clip_algorithm="norm"
             )
         if direct:
-            optimizer._on_before_step()  # the manual loop's step counter (and profiler)
-            optimizer.optimizer.step()
-            optimizer._on_after_step()
+            speedups.step(optimizer)
         else:
             optimizer.step()
-
-    def updates_directly(self, optimizer) -> bool:
-        """Whether `optimize` may skip Lightning's update hooks: worked out once per trainer."""
-        trainer = self._trainer
-        if trainer is None or not isinstance(optimizer, LightningOptimizer):
-            return False
-        known = self.direct_updates
-        if known is not None and known[0]() is trainer:
-            return known[1]
-        precision = trainer.precision_plugin
-        direct = (
-            not self.automatic_optimization
-            and self._fabric is None
-            and type(trainer.strategy) is SingleDeviceStrategy
-            and (
-                type(precision) is Precision
-                or (type(precision) is MixedPrecision and precision.scaler is None)
-            )
-            and isinstance(trainer.profiler, PassThroughProfiler)
-            and not any(
-                is_overridden(hook, self, L.LightningModule)
-                for hook in ("backward", *UPDATE_HOOKS)  # the module also runs the backward
-            )
-            and not any(
-                is_overridden(hook, callback, L.Callback)
-                for callback in trainer.callbacks
-                for hook in UPDATE_HOOKS
-            )
-        )
-        self.direct_updates = (weakref.ref(trainer), direct)
-        return direct
 
     @property
     def conditional(self) -> bool:
@@ -239,13 +138,25 @@ class GenerativeModule(L.LightningModule):
         """True on the batches whose step metrics the logger will write.
 
         Calling `self.log` on every batch costs more than a tiny model's step, so the
-        models build their step metrics only on the batches that Lightning would write
-        (every `trainer.log_every_n_steps`).
+        models build their step metrics only on the batches that Lightning writes: every
+        `trainer.log_every_n_steps`-th batch since the start of training, and the last one.
         """
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         if trainer is None:
             return False
-        return trainer.fast_dev_run or trainer._logger_connector.should_update_logs
+        if trainer.fast_dev_run:
+            return True
+        every = trainer.log_every_n_steps
+        batch = trainer.fit_loop.epoch_loop.total_batch_idx + 1
+        return bool(every) and (batch % every == 0 or trainer.should_stop)
+
+
+def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
+    """The module's trainer, or None before it is attached to one."""
+    try:
+        return module.trainer
+    except RuntimeError:
+        return None
 
 
 class evaluating:

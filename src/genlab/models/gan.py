@@ -313,10 +313,10 @@ class GAN(GenerativeModule):
         self.ema_updates += 1
         t = self.ema_updates.float()
         weight = 1 - ((1 + t) / (10 + t)).clamp(max=self.ema_decay)
-        ema_params = list(self.generator_ema.parameters())
-        # a tensor weight per parameter: a single tensor would be read back as a Python number
-        weights = [weight.expand_as(p) for p in ema_params]
-        torch._foreach_lerp_(ema_params, list(self.generator.parameters()), weights)
+        for average, parameter in zip(
+            self.generator_ema.parameters(), self.generator.parameters(), strict=True
+        ):
+            average.lerp_(parameter, weight)
         for ema_buffer, buffer in zip(
             self.generator_ema.buffers(), self.generator.buffers(), strict=True
         ):

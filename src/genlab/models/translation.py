@@ -26,7 +26,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from genlab.errors import ConfigError, require
 from genlab.losses import AdversarialLoss
-from genlab.models.base import GenerativeModule, evaluating
+from genlab.models.base import GenerativeModule, attached_trainer, evaluating
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 
@@ -146,7 +146,8 @@ class ImageTranslation(GenerativeModule):
     def decay_factor(self, epoch: int) -> float:
         """1 until `decay_start_epoch` (default: half of max_epochs), then linearly down to
         0 at max_epochs."""
-        max_epochs = self.trainer.max_epochs if self._trainer is not None else None
+        trainer = attached_trainer(self)
+        max_epochs = trainer.max_epochs if trainer is not None else None
         if not max_epochs or max_epochs < 0:
             return 1.0
         start = max_epochs // 2 if self.decay_start_epoch is None else self.decay_start_epoch
