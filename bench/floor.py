@@ -28,9 +28,11 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import Logger
 
+from genlab import speedups
+from genlab.config import compose_run
 from genlab.data.loaders import InMemoryBatchLoader
+from genlab.hardware import skip_nvml_probe
 from genlab.models.base import GenerativeModule
-from genlab.train import QuietProfiler, compose_run, skip_nvml_probe
 
 sys.path.insert(0, str(Path(__file__).parent))
 from overhead import abba, machine, synchronize, write_section  # noqa: E402
@@ -61,6 +63,7 @@ class ScalarUpdates(GenerativeModule):
         optimizer = self.optimizers()
         for _ in range(self.updates):
             self.optimize(self.weight * 1.0, optimizer)
+        self.guard_values = {"weight": self.weight.detach()}  # for the divergence guard
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD([self.weight], lr=0.0)
@@ -103,20 +106,21 @@ def lightning_round(
         added = [instantiate(PIECES[name](cfg)) for name in pieces]
         loggers = [piece for piece in added if isinstance(piece, Logger)]
         callbacks = [piece for piece in added if not isinstance(piece, Logger)]
-        trainer = L.Trainer(
-            max_epochs=epochs + 1,
-            callbacks=[*callbacks, clock],
-            logger=loggers or False,
-            enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
-            log_every_n_steps=cfg.trainer.log_every_n_steps,
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            profiler=QuietProfiler(),
-            accelerator=device.type,
-            devices=1,
-        )
-        data = instantiate(cfg.data, _convert_="all")
-        trainer.fit(ScalarUpdates(updates), datamodule=data)
+        model = ScalarUpdates(updates)
+        with speedups.applied(cfg.speedups):  # as in a genlab run
+            trainer = L.Trainer(
+                max_epochs=epochs + 1,
+                callbacks=[*callbacks, clock],
+                logger=loggers or False,
+                enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
+                log_every_n_steps=cfg.trainer.log_every_n_steps,
+                enable_checkpointing=False,
+                enable_model_summary=False,
+                accelerator=device.type,
+                devices=1,
+            )
+            data = instantiate(cfg.data, _convert_="all")
+            trainer.fit(model, datamodule=data)
     # under manual optimization the global step counts optimizer steps
     batches = trainer.num_training_batches * (epochs + 1)
     assert trainer.global_step == updates * batches, (trainer.global_step, updates, batches)

@@ -16,6 +16,7 @@ sample-quality evaluation, which the plain loop does not do.
     python bench/overhead.py --device cuda        # the same on a GPU (fp32)
     python bench/overhead.py --quick --out /tmp/r.md   # a few steps each: does it all run?
     python bench/overhead.py --only VAE --compare model.optimizer.fused=null  # an A/B in genlab
+    python bench/overhead.py --genlab speedups=false  # genlab without its speedups (own section)
 """
 
 import argparse
@@ -34,8 +35,12 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
+from genlab.build import instantiate_model
+from genlab.config import compose_run
+from genlab.hardware import skip_nvml_probe
 from genlab.losses import gaussian_kl, gradient_penalty
-from genlab.train import compose_run, instantiate_model, skip_nvml_probe, train
+from genlab.models.gan_terms import GradientPenalty, WeightClipping
+from genlab.train import train
 
 # workload -> (overrides, target ratio genlab / plain, batches per round on a CPU)
 WORKLOADS = {
@@ -227,33 +232,47 @@ def timed(step, batches, warmup: int, device: torch.device) -> float:
     return (index + 1 - warmup) / elapsed
 
 
+def optimizers_of(model) -> list[torch.optim.Optimizer]:
+    """The model's own optimizers (the same settings and learning rates), without schedules."""
+    built = model.configure_optimizers()
+    if isinstance(built, tuple):  # (optimizers, schedulers)
+        built = built[0]
+    if isinstance(built, dict):
+        built = built["optimizer"]
+    return built if isinstance(built, list) else [built]
+
+
 def plain_gan(
     model, x: torch.Tensor, batch_size: int, total: int, warmup: int, precision: str
 ) -> float:
     """The DCGAN tutorial's loop: D on real and detached fakes, then G through D."""
     generator, discriminator, loss = model.generator, model.discriminator, model.loss
-    opt_g = model.optimizer_g(generator.parameters())
-    opt_d = model.optimizer_d(discriminator.parameters())
+    opt_g, opt_d = optimizers_of(model)
+    gp_weight = next((t.weight for t in model.terms if isinstance(t, GradientPenalty)), 0.0)
+    clip = next((t.clip for t in model.terms if isinstance(t, WeightClipping)), None)
     device = x.device
+
+    def score(samples: torch.Tensor) -> torch.Tensor:
+        return discriminator(samples).score
 
     def step(real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         for _ in range(model.critic_steps):
             with autocast(device, precision):
                 noise = torch.randn(batch_size, model.latent_dim, device=device)
                 fake = generator(noise).detach()
-                loss_d = loss.discriminator(discriminator(real), discriminator(fake))
-                if model.gp_weight:
-                    loss_d = loss_d + model.gp_weight * gradient_penalty(discriminator, real, fake)
+                loss_d = loss.discriminator(score(real), score(fake))
+                if gp_weight:
+                    loss_d = loss_d + gp_weight * gradient_penalty(score, real, fake)
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
-            if model.weight_clip:
+            if clip:
                 with torch.no_grad():
                     for parameter in discriminator.parameters():
-                        parameter.clamp_(-model.weight_clip, model.weight_clip)
+                        parameter.clamp_(-clip, clip)
         with autocast(device, precision):
             fake = generator(torch.randn(batch_size, model.latent_dim, device=device))
-            loss_g = loss.generator(discriminator(fake))
+            loss_g = loss.generator(score(fake))
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
@@ -267,7 +286,7 @@ def plain_vae(
 ) -> float:
     """The seed's VAE loop: Bernoulli reconstruction plus KL, summed per image."""
     encoder, decoder = model.encoder, model.decoder
-    optimizer = model.optimizer(model.parameters())
+    (optimizer,) = optimizers_of(model)
     device = x.device
 
     def step(batch: torch.Tensor) -> tuple[torch.Tensor]:
@@ -322,6 +341,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a few steps each, one round")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results.md"))
     parser.add_argument(
+        "--genlab",
+        nargs="+",
+        default=[],
+        metavar="OVERRIDE",
+        help="overrides for genlab's side only, e.g. speedups=false (its own section)",
+    )
+    parser.add_argument(
         "--compare",
         nargs="+",
         metavar="OVERRIDE",
@@ -356,7 +382,7 @@ def main() -> None:
             for number in range(args.rounds):
                 for side in abba(number, ("genlab", "plain")):
                     if side == "genlab":
-                        ours.append(genlab_round(run, batches, epochs, warmup))
+                        ours.append(genlab_round(run + args.genlab, batches, epochs, warmup))
                         parts.append(StepTimer.latest.breakdown())
                     else:
                         plain.append(
@@ -419,7 +445,8 @@ def main() -> None:
             f"| {split['between']:.2f} | {split['turnover']:.2f} "
             f"| {split['in_step_median']:.2f} | {split['epoch_turnover']:.1f} | {batches} |"
         )
-    write_section(Path(args.out), f"overhead-{device.type}", header + "\n" + "\n".join(lines))
+    key = "-".join([f"overhead-{device.type}", *args.genlab]).replace("=", "-")
+    write_section(Path(args.out), key, header + "\n" + "\n".join(lines))
     print("\n".join(lines))
 
 

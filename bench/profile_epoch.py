@@ -36,7 +36,7 @@ PARTS = [
     ),
     ("  backward passes (autograd)", "run_backward", ""),
     ("  optimizer steps (Adam, RMSprop)", "wrapper", "torch/optim/optimizer.py"),
-    ("  toggled_optimizer", "toggled_optimizer", "genlab/models/base.py"),
+    ("  toggled_optimizer", "toggled_optimizer", "core/module.py"),
     ("Lightning's callback hook dispatch", "_call_callback_hooks", "trainer/call.py"),
     ("  sample pictures (epoch end)", "draw", "genlab/callbacks/samples.py"),
     ("  divergence guard", "check", "genlab/callbacks/guard.py"),

@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import SHORT, cli, cli_in_process, one_line_error, short_run
+from helpers import SHORT, cli, cli_in_process, one_line_error, short_run
 
 
 def run_dirs(root: Path) -> list[Path]:
@@ -116,6 +116,8 @@ def test_sample_unconditional_has_no_labels(tmp_path):
         (["data=grid", "data.num_classes=24"], "data.num_classes=25"),
         (["hardware=gpu"], "use hardware=cpu"),
         (["ckpt_path=/nowhere/last.ckpt"], "checkpoint not found"),
+        (["speedups=[fast]"], "speedups=fast is not a speedup; use speedups=true, false or"),
+        (["+model.optimizer_g.lr=1e-3"], "model.optimizer_g.lr would override model.lr_g"),
         (
             ["model.optimizer_d._target_=torch.optim.RMSprop"],
             # Adam's settings stay when another optimizer is swapped in: the error names them

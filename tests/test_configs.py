@@ -5,15 +5,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from test_translation import write_png
+from omegaconf import OmegaConf
 
 import genlab
+from genlab.build import check_model_kind, instantiate_model
+from genlab.config import check_settings
 from genlab.errors import ConfigError, DataError
-from genlab.train import check_model_kind, check_settings, instantiate_model
 
-from conftest import compose_train
+from helpers import compose_train, write_png
 
 CONF = Path(genlab.__file__).parent / "conf"
 GROUPS = [
@@ -49,7 +51,11 @@ def test_every_required_option_exists():
 def test_option_composes(group, option, tmp_path):
     cfg = compose_train([f"{group}={option}"], tmp_path)
     assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
-    assert cfg.model.lr > 0 and cfg.data.batch_size >= 1
+    if group == "hydra":  # genlab's settings of Hydra itself
+        assert cfg.hydra.job.chdir is False
+        assert cfg.hydra.callbacks.report._target_ == "genlab.report.SweepReport"
+    else:
+        assert cfg.hydra.runtime.choices[group] == option
 
 
 @pytest.mark.parametrize("model", options("model"))
@@ -86,7 +92,7 @@ def test_model_and_data_instantiate(model, data, tmp_path):
             images = datamodule.eval_set()[0 if direction == "ab" else 1][:2]
             out_shape = datamodule.shape if direction == "ab" else datamodule.shape_a
             assert module.translate(images, direction).shape == (len(images), *out_shape)
-        assert module.sample_shape() == tuple(datamodule.shape)
+        assert module.out_shape == tuple(datamodule.shape)
         return
     if model in ("acgan", "tacgan") and len(datamodule.shape) == 1:
         with pytest.raises(InstantiationException, match="needs image data"):
@@ -108,11 +114,113 @@ def test_model_and_data_instantiate(model, data, tmp_path):
     assert module.sample_shape() == tuple(datamodule.shape)
 
 
-def test_lr_g_and_lr_d_follow_lr_unless_overridden(tmp_path):
-    cfg = compose_train(["model.lr=1e-3"], tmp_path)
-    assert cfg.model.lr_g == cfg.model.lr_d == cfg.model.optimizer_g.lr == 1e-3
-    cfg = compose_train(["model.lr=1e-3", "model.lr_d=4e-3"], tmp_path)
-    assert cfg.model.optimizer_g.lr == 1e-3 and cfg.model.optimizer_d.lr == 4e-3
+def optimizers(overrides: list[str], folder) -> list[torch.optim.Optimizer]:
+    model = instantiate_model(compose_train(overrides, folder).model)[0]
+    built = model.configure_optimizers()
+    built = built[0] if isinstance(built, tuple) else built
+    built = built["optimizer"] if isinstance(built, dict) else built
+    return built if isinstance(built, list) else [built]
+
+
+def test_the_model_gives_its_optimizers_their_learning_rates_and_betas(tmp_path):
+    """model.lr, lr_g, lr_d and the betas reach the optimizers through the model, the one
+    place they are checked, logged and used."""
+    opt_g, opt_d = optimizers(["model.lr=1e-3"], tmp_path / "a")
+    assert opt_g.defaults["lr"] == opt_d.defaults["lr"] == 1e-3
+    assert opt_g.defaults["betas"] == (0.5, 0.999)
+    opt_g, opt_d = optimizers(["model.lr=1e-3", "model.lr_d=4e-3", "model.betas_d=[0,0.9]"],
+                              tmp_path / "b")  # fmt: skip
+    assert opt_g.defaults["lr"] == 1e-3 and opt_d.defaults["lr"] == 4e-3
+    assert opt_d.defaults["betas"] == (0.0, 0.9)
+    opt_g, opt_d = optimizers(["model=wgan"], tmp_path / "c")
+    assert isinstance(opt_g, torch.optim.RMSprop) and opt_d.defaults["lr"] == 5e-5
+    (vae,) = optimizers(["model=vae", "data=mnist_mini", "model.lr=3e-4"], tmp_path / "d")
+    assert vae.defaults["lr"] == 3e-4
+    g, d = optimizers(["model=pix2pix", "data=digits_edges", "model.betas=[0.9,0.99]"],
+                      tmp_path / "e")  # fmt: skip
+    assert g.defaults["betas"] == d.defaults["betas"] == (0.9, 0.99)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+model.optimizer_g.lr=1e-3", "model.optimizer_g.lr would override model.lr_g; set "
+         "model.lr_g instead and drop it with ~model.optimizer_g.lr"),
+        ("+model.optimizer_d.betas=[0,0.9]", "model.optimizer_d.betas would override "
+         "model.betas_d"),
+        ("model.betas_g=[0.5]", "model.betas_g must be two numbers in [0, 1)"),
+    ],
+)  # fmt: skip
+def test_an_optimizer_setting_with_two_sources_is_refused(override, message, tmp_path):
+    with pytest.raises(InstantiationException, match=re.escape(message)):
+        instantiate_model(compose_train([override], tmp_path).model)
+
+
+def test_adam_is_fused_by_default_and_one_override_gives_torchs_choice(tmp_path):
+    """Every Adam node asks for Adam's fused kernel (the CPU fast path); `fused=null` gives
+    torch's own choice back, one optimizer at a time."""
+    for model in ("gan", "dcgan", "wgan_gp", "cgan", "vae", "pixelcnn", "pix2pix"):
+        data = {"gan": "moons", "pix2pix": "digits_edges"}.get(model, "mnist_mini")
+        for optimizer in optimizers([f"model={model}", f"data={data}"], tmp_path / model):
+            assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["fused"]
+    opt_g, opt_d = optimizers(["model=gan", "data=moons", "model.optimizer_g.fused=null"],
+                              tmp_path / "g")  # fmt: skip
+    assert not opt_g.defaults["fused"] and opt_d.defaults["fused"]
+    (vae,) = optimizers(["model=vae", "data=mnist_mini", "model.optimizer.fused=null"],
+                        tmp_path / "v")  # fmt: skip
+    assert not vae.defaults["fused"]
+
+
+GAN_VARIANTS = ["cgan", "dcgan", "wgan", "wgan_gp", "lsgan", "hinge", "acgan", "tacgan"]
+
+
+@pytest.mark.parametrize("variant", GAN_VARIANTS)
+def test_every_gan_variant_inherits_every_setting_of_gan(variant, tmp_path):
+    """The variants start from model/gan.yaml: the same settings, terms and net settings,
+    only their values differ."""
+    gan = compose_train(["model=gan"], tmp_path / "gan").model
+    other = compose_train([f"model={variant}"], tmp_path / variant).model
+    for node in ("", "terms", "generator", "discriminator"):
+        mine = other if not node else other[node]
+        theirs = gan if not node else gan[node]
+        assert set(mine) == set(theirs), (node, set(mine) ^ set(theirs))
+
+
+TUNING = sorted(p.stem for p in (CONF / "tuning").glob("*.yaml") if p.stem != "none")
+
+
+@pytest.mark.parametrize("tuning", TUNING)
+def test_every_tuning_file_applies_to_its_pair_and_tuning_none_leaves_it_out(tuning, tmp_path):
+    from genlab.config import tuning_changes, tuning_file
+
+    data, model = tuning.split("_", 1)
+    pair = [f"data={data}", f"model={model}"]
+    tuned = compose_train(pair, tmp_path / "tuned")
+    assert tuning_file(tuned).name == f"{tuning}.yaml"
+    changes = tuning_changes(tuned)
+    assert changes and all(" -> " in change for change in changes)
+    untuned = compose_train([*pair, "tuning=none"], tmp_path / "untuned")
+    assert tuning_file(untuned) is None
+    assert untuned.model != tuned.model
+    # what it reports is what differs: each changed key holds its new value in the run
+    for change in changes:
+        key, values = change.split(" ", 1)
+        if "(" not in values:
+            assert values.endswith(f"-> {OmegaConf.select(tuned, key)}".replace("None", "null"))
+
+
+def test_the_run_says_which_tuning_it_applied_and_what_it_changed(tmp_path, capsys):
+    from genlab.config import report_tuning
+
+    report_tuning(compose_train(["data=ring", "model=wgan_gp"], tmp_path / "a"))
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("genlab-train: tuning/ring_wgan_gp.yaml applied (tuning=none")
+    assert "model.lr 0.0001 -> 0.002" in line
+    assert "model.terms.gradient_penalty.weight 10.0 -> 0.1" in line
+    assert "model.lr_scheduler null -> CosineAnnealingLR(T_max=20)" in line
+    report_tuning(compose_train(["data=ring", "model=wgan_gp", "tuning=none"], tmp_path / "b"))
+    report_tuning(compose_train(["data=ring", "model=gan"], tmp_path / "c"))
+    assert capsys.readouterr().err == ""
 
 
 def test_run_folders_are_told_apart_below_the_second(tmp_path):

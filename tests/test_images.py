@@ -9,12 +9,19 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_train import read_events
 
 from genlab.data.images import MnistMiniDataModule
 from genlab.metrics import load_or_train_classifier
 
-from conftest import SHORT, cli, cli_in_process, compose_train, one_line_error, short_run
+from helpers import (
+    SHORT,
+    cli,
+    cli_in_process,
+    compose_train,
+    one_line_error,
+    read_events,
+    short_run,
+)
 
 IMAGE_MODELS = ["cgan", "dcgan", "wgan", "wgan_gp", "lsgan", "acgan", "tacgan"]
 

@@ -24,7 +24,7 @@ def make_vae(shape=(1, 8, 8), latent_dim=4, num_classes=0, net="mlp", **kwargs) 
     return VAE(
         encoder=partial(encoder, shape, num_classes=num_classes, kind=net, hidden_dims=[32]),
         decoder=decoder(latent_dim, shape, num_classes=num_classes, kind=net, hidden_dims=[32]),
-        optimizer=partial(torch.optim.Adam, lr=1e-3),
+        optimizer=partial(torch.optim.Adam),
         latent_dim=latent_dim,
         num_classes=num_classes,
         **kwargs,
@@ -174,7 +174,7 @@ def test_masks_a_and_b():
 def make_pixelcnn(levels=2, num_classes=0, shape=(1, 6, 6)) -> PixelCNN:
     torch.manual_seed(0)
     net = PixelCNNNet(shape[0], levels=levels, hidden=8, num_blocks=2, num_classes=num_classes)
-    return PixelCNN(net, partial(torch.optim.Adam, lr=1e-3), shape, num_classes=num_classes)
+    return PixelCNN(net, partial(torch.optim.Adam), shape, num_classes=num_classes)
 
 
 @pytest.mark.parametrize("levels", [2, 256])

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import cli
+from helpers import cli
 
 pytestmark = pytest.mark.slow
 

@@ -7,15 +7,15 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 from genlab.callbacks.guard import DivergenceGuard
+from genlab.contract import GuardReadings
 from genlab.errors import DivergenceError
 
-from conftest import BIN, TESTS, one_line_error
+from helpers import BIN, TESTS, cli, final_state, one_line_error
 
 SHORT = [
     "trainer.enable_progress_bar=false",
@@ -29,11 +29,6 @@ CASES = {
     "wgan_gp": ["model=wgan_gp", "data=ring"],
     "vae": ["model=vae", "data=digits", "data.image_size=8", "data.binarize=true"],
 }
-
-
-def final_state(output_dir: Path) -> dict[str, torch.Tensor]:
-    checkpoint = torch.load(output_dir / "checkpoints" / "last.ckpt", weights_only=False)
-    return checkpoint["state_dict"]
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -107,9 +102,13 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(run_train, 
 
 class FakeModule:
     def __init__(self, saturation: float) -> None:
-        self.guard_values = {"loss/d": torch.tensor(0.01)}
-        self.guard_saturation = torch.tensor(saturation)
-        self.hparams = {}
+        self.saturation = saturation
+
+    def guard_readings(self) -> GuardReadings:
+        return GuardReadings({"loss/d": torch.tensor(0.01)}, torch.tensor(self.saturation))
+
+    def divergence_advice(self) -> str:
+        return "lower model.lr"
 
 
 class FakeTrainer:
@@ -124,9 +123,13 @@ def test_the_guard_stops_a_saturated_discriminator_after_its_window():
     guard.check(FakeTrainer(), FakeModule(0.5), 10)  # D lost a bit: the count starts again
     guard.check(FakeTrainer(), module, 10)
     guard.check(FakeTrainer(), module, 10)
-    with pytest.raises(DivergenceError, match="for 30 batches"):
+    assert guard.saturated_batches == 20
+    with pytest.raises(DivergenceError, match="for 30 batches up to step 120 .* lower model.lr"):
         guard.check(FakeTrainer(), module, 10)
-    assert DivergenceGuard(saturation_window=0).check(FakeTrainer(), module, 10) is None
+    off = DivergenceGuard(saturation_window=0)  # the window 0 turns the check off
+    for _ in range(500):
+        off.check(FakeTrainer(), module, 10)
+    assert off.saturated_batches == 0
 
 
 # Runs the command with SIGINT at its default, as a command typed in a terminal has it. A
@@ -186,8 +189,6 @@ def test_a_signal_saves_a_checkpoint_and_the_run_resumes_in_its_folder(tmp_path,
 
 
 def test_ckpt_path_last_without_a_checkpoint_is_a_one_line_error(tmp_path):
-    from conftest import cli
-
     result = cli(
         "genlab-train", "ckpt_path=last", f"hydra.run.dir={tmp_path / 'new'}", cwd=tmp_path
     )
@@ -195,8 +196,6 @@ def test_ckpt_path_last_without_a_checkpoint_is_a_one_line_error(tmp_path):
 
 
 def test_an_unwritable_log_folder_is_a_one_line_error(tmp_path):
-    from conftest import cli
-
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     result = cli(
@@ -208,8 +207,6 @@ def test_an_unwritable_log_folder_is_a_one_line_error(tmp_path):
 
 
 def test_a_typo_in_a_key_stops_the_cli_in_one_line(tmp_path):
-    from conftest import cli
-
     result = cli(
         "genlab-train", "+model.lr_G=1e-3", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
     )
@@ -218,8 +215,6 @@ def test_a_typo_in_a_key_stops_the_cli_in_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_a_16_job_parallel_sweep_leaves_every_result_intact(tmp_path):
-    from conftest import cli
-
     sweep = tmp_path / "sweep"
     started = time.monotonic()
     result = cli(

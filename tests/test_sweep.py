@@ -16,9 +16,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from genlab.errors import GenlabError
 from genlab.report import find_sweep, report
-from genlab.train import job_name
+from genlab.sweeps import job_name
 
-from conftest import BIN, cli, one_line_error
+from helpers import BIN, cli, one_line_error
 
 TINY = [
     "trainer.enable_progress_bar=false",

@@ -4,9 +4,11 @@ Each loss turns the discriminator's raw scores (logits for BCE, critic values fo
 Wasserstein loss) into the two objectives of the game. Pick one with Hydra's `_target_`.
 """
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 
 class AdversarialLoss:
@@ -19,6 +21,10 @@ class AdversarialLoss:
         raise NotImplementedError
 
     def generator(self, fake_scores: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def fake_loss(self, fake_scores: Tensor) -> Tensor:
+        """D's objective on negatives alone: its part of `discriminator` for `fake_scores`."""
         raise NotImplementedError
 
     def readout(self, scores: Tensor) -> Tensor:
@@ -40,6 +46,9 @@ class NonSaturatingLoss(AdversarialLoss):
     def generator(self, fake_scores: Tensor) -> Tensor:
         return F.binary_cross_entropy_with_logits(fake_scores, torch.ones_like(fake_scores))
 
+    def fake_loss(self, fake_scores: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(fake_scores, torch.zeros_like(fake_scores))
+
     def readout(self, scores: Tensor) -> Tensor:
         return torch.sigmoid(scores).mean()
 
@@ -55,6 +64,9 @@ class LeastSquaresLoss(AdversarialLoss):
     def generator(self, fake_scores: Tensor) -> Tensor:
         return 0.5 * (fake_scores - 1).pow(2).mean()
 
+    def fake_loss(self, fake_scores: Tensor) -> Tensor:
+        return 0.5 * fake_scores.pow(2).mean()
+
 
 class WassersteinLoss(AdversarialLoss):
     """The critic maximises E[D(real)] - E[D(fake)]; Lipschitz-ness comes from clipping or GP."""
@@ -67,6 +79,9 @@ class WassersteinLoss(AdversarialLoss):
     def generator(self, fake_scores: Tensor) -> Tensor:
         return -fake_scores.mean()
 
+    def fake_loss(self, fake_scores: Tensor) -> Tensor:
+        return fake_scores.mean()
+
 
 class HingeLoss(AdversarialLoss):
     """The hinge loss of SAGAN / BigGAN."""
@@ -77,17 +92,17 @@ class HingeLoss(AdversarialLoss):
     def generator(self, fake_scores: Tensor) -> Tensor:
         return -fake_scores.mean()
 
+    def fake_loss(self, fake_scores: Tensor) -> Tensor:
+        return F.relu(1 + fake_scores).mean()
 
-def gradient_penalty(
-    critic: nn.Module, real: Tensor, fake: Tensor, labels: Tensor | None = None
-) -> Tensor:
-    """WGAN-GP's two-sided penalty E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates."""
+
+def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor:
+    """WGAN-GP's two-sided penalty E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates
+    x_hat of real and generated samples; `critic` maps samples to one score each."""
     alpha_shape = (real.shape[0],) + (1,) * (real.dim() - 1)
     alpha = torch.rand(alpha_shape, device=real.device, dtype=real.dtype)
     interpolates = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-    scores = critic(interpolates, labels)
-    if isinstance(scores, tuple):  # an auxiliary-classifier critic: (score, class logits)
-        scores = scores[0]
+    scores = critic(interpolates)
     (grads,) = torch.autograd.grad(scores.sum(), interpolates, create_graph=True)
     return (grads.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
 

@@ -15,10 +15,11 @@ import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from genlab.build import instantiate_model
 from genlab.checkpoints import check_compatible, load_checkpoint
+from genlab.contract import Sampler
 from genlab.errors import ConfigError, require, user_error
 from genlab.plotting import picture, save_png
-from genlab.train import instantiate_model
 
 DEFAULTS = {"ckpt": None, "n": 1000, "out": "samples", "labels": None, "seed": 0, "device": "cpu"}
 
@@ -52,6 +53,11 @@ def load_model(path: str, device: str = "cpu"):
 
 def sample(args: dict) -> Path:
     model = load_model(args["ckpt"], args["device"])
+    require(
+        isinstance(model, Sampler),
+        "this checkpoint holds an image-to-image model (pix2pix, CycleGAN), which translates "
+        "images rather than sample them; pass a generative model's checkpoint",
+    )
     n = args["n"]
     if args["labels"] is not None:
         require(model.conditional, "this model is unconditional: drop labels=")

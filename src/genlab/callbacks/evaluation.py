@@ -6,6 +6,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from genlab.contract import HeldOutLikelihood, Translator
 from genlab.metrics import (
     batched,
     class_entropy,
@@ -33,7 +34,7 @@ class SampleQuality(L.Callback):
     they were asked for) beside `eval/real_acc` (the classifier's accuracy on the real
     held-out images, the ceiling for cond_acc).
 
-    Likelihood models (`held_out_metrics`) add their held-out numbers: `eval/elbo`,
+    `HeldOutLikelihood` models add their held-out numbers: `eval/elbo`,
     `eval/iwae`, `eval/iwae_k<k>`, `eval/rec`, `eval/kl` for the VAE family, `eval/nll`
     (nats per image) and `eval/bpd` (bits per dimension) for the VAE and PixelCNN.
 
@@ -74,14 +75,14 @@ class SampleQuality(L.Callback):
     def evaluate(
         self, datamodule: L.LightningDataModule, pl_module: L.LightningModule
     ) -> dict[str, float]:
-        if hasattr(pl_module, "translate"):
+        if isinstance(pl_module, Translator):
             return self.translation_metrics(datamodule, pl_module)
         generator = torch.Generator().manual_seed(self.seed)
         labels = pl_module.resolve_labels(self.num_samples, None)
         fake = pl_module.sample(self.num_samples, labels, generator=generator).cpu()
         real, real_labels = datamodule.eval_set()
         metrics = {}
-        if hasattr(pl_module, "held_out_metrics"):  # likelihood models: ELBO, IWAE, NLL
+        if isinstance(pl_module, HeldOutLikelihood):  # ELBO, IWAE, NLL
             metrics |= pl_module.held_out_metrics(real, real_labels, seed=self.seed)
         if len(datamodule.shape) == 1:
             return metrics | self.point_metrics(real.cpu(), fake, datamodule)

@@ -7,6 +7,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from genlab.contract import Guarded
 from genlab.errors import DivergenceError
 
 
@@ -16,9 +17,10 @@ class DivergenceGuard(L.Callback):
     `saturation_level`: G then learns nothing). It raises a one-line DivergenceError that
     names the step, the loss and a fix; the checkpoints of earlier epochs stay as they are.
 
-    Models expose their latest step's losses as `guard_values` (tensors) and, for GANs, D's
-    weaker accuracy as `guard_saturation`. Checking costs a device sync, so it happens every
-    `check_every_n_steps` batches and at each epoch end, before any checkpoint is written.
+    Models hand it their latest step's readings (`Guarded.guard_readings`: the losses and, for
+    GANs, D's weaker accuracy) and the fix to suggest (`divergence_advice`). Checking costs a
+    device sync, so it happens every `check_every_n_steps` batches and at each epoch end,
+    before any checkpoint is written.
     """
 
     def __init__(
@@ -39,21 +41,31 @@ class DivergenceGuard(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.check(trainer, pl_module, 0)
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not isinstance(pl_module, Guarded):
+            raise TypeError(
+                f"{type(pl_module).__name__} gives the divergence guard nothing to read: make "
+                f"it a genlab GenerativeModule (genlab/contract.py, Guarded)"
+            )
+
     def check(self, trainer: L.Trainer, pl_module: L.LightningModule, batches: int) -> None:
-        values = getattr(pl_module, "guard_values", None) or {}
-        saturation = getattr(pl_module, "guard_saturation", None)
-        watched = [value.detach().float().reshape(-1)[:1] for value in values.values()]
+        losses, saturation = pl_module.guard_readings()
+        if not losses:
+            raise RuntimeError(
+                f"{type(pl_module).__name__}.training_step left guard_values unset: the "
+                f"divergence guard has no loss to watch (genlab/contract.py, Guarded)"
+            )
+        watched = [value.detach().float().reshape(-1)[:1] for value in losses.values()]
         if saturation is not None:
             watched.append(saturation.detach().float().reshape(1))
-        if not watched:
-            return
         # one device sync for everything the guard reads
         readings = torch.cat([w.to(watched[0].device) for w in watched]).tolist()
-        for name, value in zip(values, readings, strict=False):
+        for name, value in zip(losses, readings, strict=False):
             if not math.isfinite(value):
                 raise DivergenceError(
                     f"{name} became {value} at step {trainer.global_step} "
-                    f"(epoch {trainer.current_epoch}); {self.advice(pl_module)}"
+                    f"(epoch {trainer.current_epoch}); {pl_module.divergence_advice()}; "
+                    f"the checkpoints of earlier epochs are kept"
                 )
         if saturation is None or not self.saturation_window or not batches:
             return
@@ -65,16 +77,9 @@ class DivergenceGuard(L.Callback):
             raise DivergenceError(
                 f"D has told real from fake with accuracy >= {self.saturation_level} for "
                 f"{self.saturated_batches} batches up to step {trainer.global_step} "
-                f"(epoch {trainer.current_epoch}), so G gets no signal; {self.advice(pl_module)}"
+                f"(epoch {trainer.current_epoch}), so G gets no signal; "
+                f"{pl_module.divergence_advice()}; the checkpoints of earlier epochs are kept"
             )
-
-    @staticmethod
-    def advice(pl_module: L.LightningModule) -> str:
-        lr = getattr(pl_module.hparams, "lr", None)
-        lower = f"lower model.lr (now {lr:g})" if lr else "lower model.lr"
-        if hasattr(pl_module, "discriminator"):
-            return f"{lower}, or try model=wgan_gp; the checkpoints of earlier epochs are kept"
-        return f"{lower}; the checkpoints of earlier epochs are kept"
 
 
 class CheckpointOnInterrupt(L.Callback):

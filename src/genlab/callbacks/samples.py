@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from genlab.callbacks.tensorboard import log_png
+from genlab.contract import Figures, Sampler, Translator
 from genlab.plotting import encode_png, grid_labels, picture, save_png
 
 
@@ -19,8 +20,8 @@ class SamplePlots(L.Callback):
     data has them (TensorBoard tag `samples/scatter`). Images: a grid of `per_row` x
     `per_row` samples, one row per class for conditional models (tag `samples/grid`). Each
     goes to TensorBoard (step = epoch) and to `dirpath/epoch_XXX.png`; the latest also to
-    `dirpath/last.png`. Models with a `figures` method (the autoencoders, the translation
-    models) add their own pictures, each under `samples/<name>` and in `dirpath/<name>/`
+    `dirpath/last.png`. `Figures` models (the autoencoders, the translation models) add
+    their own pictures, each under `samples/<name>` and in `dirpath/<name>/`
     (a figure named `grid` in `dirpath/`: input | translated | target for pix2pix).
     """
 
@@ -58,13 +59,13 @@ class SamplePlots(L.Callback):
             return
         datamodule = trainer.datamodule
         generator = torch.Generator().manual_seed(self.seed)
-        if not hasattr(pl_module, "translate"):  # translation models draw nothing from noise
+        if isinstance(pl_module, Sampler):  # translation models draw nothing from noise
             self.publish(trainer, *self.samples_picture(pl_module, datamodule, generator, epoch))
         # the model's own pictures (reconstructions, ...): every `figures_every_n_epochs`
         # epochs and at the end; translation models show their grid there, every time
         final = epoch >= (trainer.max_epochs or 0) - 1 or bool(trainer.fast_dev_run)
         figures_due = (epoch + 1) % self.figures_every_n_epochs == 0 or final
-        if hasattr(pl_module, "figures") and (figures_due or hasattr(pl_module, "translate")):
+        if isinstance(pl_module, Figures) and (figures_due or isinstance(pl_module, Translator)):
             figures = pl_module.figures(
                 *datamodule.eval_set(), generator=generator, per_row=self.per_row
             )

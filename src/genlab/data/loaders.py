@@ -12,6 +12,7 @@ from torch import Tensor
 
 from genlab.errors import require
 
+
 class InMemoryBatchLoader:
     """Yields batches `tuple(t[idx] for t in tensors)` over one pass of the data.
 

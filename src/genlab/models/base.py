@@ -1,17 +1,71 @@
-"""What every genlab model shares: the sampling surface and cheap step logging.
-
-Callbacks and `genlab-sample` talk to a model only through `sample(n, labels, generator)`,
-`num_classes` and `conditional`.
+"""What every genlab model shares: its updates, optimizers, checkpointed random state, the
+divergence guard's readings and cheap step logging (`GenerativeModule`), and for the models
+that draw samples, the sampling surface (`SamplingModule`). genlab/contract.py lists what
+the callbacks may ask of a model.
 """
 
+import functools
 import random
+from collections.abc import Callable, Iterable, Sequence
 
 import lightning as L
 import torch
 from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from genlab import speedups
-from genlab.errors import require
+from genlab.contract import GuardReadings
+from genlab.errors import ConfigError, require
+
+# An optimizer without its learning rate and betas (`torch.optim.Adam` with `_partial_:
+# true`, and settings such as `fused`): the model gives it those, from its own settings.
+OptimizerFactory = Callable[..., Optimizer]
+SchedulerFactory = Callable[[Optimizer], LRScheduler]
+
+
+def check_lr(name: str, value: float, lr: float | None = None) -> float:
+    """A learning rate must be > 0 (and so must the `lr` it follows when it is not set)."""
+    if lr is not None and name != "lr":
+        check_lr("lr", lr)
+    require(value > 0, f"model.{name} must be > 0 (got {value}); try model.{name}=2e-4")
+    return float(value)
+
+
+def check_betas(name: str, betas: Sequence[float] | None) -> tuple[float, float] | None:
+    """Adam's betas: two numbers in [0, 1), or null for an optimizer that takes none."""
+    if betas is None:
+        return None
+    betas = tuple(float(b) for b in betas)
+    require(
+        len(betas) == 2 and all(0 <= b < 1 for b in betas),
+        f"model.{name} must be two numbers in [0, 1), e.g. [0.5, 0.999] (got {list(betas)})",
+    )
+    return betas
+
+
+def check_optimizer(factory: OptimizerFactory, key: str, *sources: str) -> None:
+    """The model's settings are the one source of an optimizer's learning rate and betas:
+    a factory that brings its own would silently win over them."""
+    given = factory.keywords if isinstance(factory, functools.partial) else {}
+    for name in ("lr", "betas"):
+        if name in given:
+            source = next((s for s in sources if s.rsplit(".", 1)[-1].startswith(name)), "")
+            raise ConfigError(
+                f"{key}.{name} would override {source or 'the model'}; set {source} instead "
+                f"and drop it with ~{key}.{name}"
+            )
+
+
+def make_optimizer(
+    factory: OptimizerFactory,
+    parameters: Iterable[nn.Parameter],
+    lr: float,
+    betas: tuple[float, float] | None = None,
+) -> Optimizer:
+    """The factory's optimizer over `parameters`, with the model's learning rate and betas."""
+    settings = {"lr": lr} if betas is None else {"lr": lr, "betas": betas}
+    return factory(parameters, **settings)
 
 
 def spread_labels(n: int, num_classes: int, device: torch.device | None = None) -> Tensor:
@@ -20,12 +74,14 @@ def spread_labels(n: int, num_classes: int, device: torch.device | None = None) 
 
 
 class GenerativeModule(L.LightningModule):
+    """A genlab model: updates through `optimize`, its latest losses in `guard_values`."""
+
     num_classes: int = 0
     # what to call each optimizer's learning rate in the logs: lr/<name> (one optimizer: lr)
     optimizer_names: tuple[str, ...] = ()
-    # the latest step's losses (and, for GANs, D's weaker accuracy) for the divergence guard
+    # the latest step's losses, for the divergence guard: every training_step sets them
     guard_values: dict[str, Tensor] | None = None
-    guard_saturation: Tensor | None = None
+    loss_charts: dict[str, list[str]] = {}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Store the RNG states, so that a resumed run draws the same noise as an
@@ -60,13 +116,7 @@ class GenerativeModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         """Log each optimizer's learning rate once per epoch (schedules included)."""
-        optimizers = self.trainer.optimizers
-        names = self.optimizer_names or tuple(str(i) for i in range(len(optimizers)))
-        rates = {
-            "lr" if len(optimizers) == 1 else f"lr/{name}": optimizer.param_groups[0]["lr"]
-            for name, optimizer in zip(names, optimizers, strict=False)
-        }
-        self.log_dict(rates, on_step=False, on_epoch=True, rank_zero_only=True)
+        self.log_dict(self.learning_rates(), on_step=False, on_epoch=True, rank_zero_only=True)
 
     def on_train_epoch_end(self) -> None:
         # Under manual optimization (every genlab model) Lightning leaves the LR schedulers
@@ -99,6 +149,55 @@ class GenerativeModule(L.LightningModule):
     @property
     def conditional(self) -> bool:
         return self.num_classes > 0
+
+    def guard_readings(self) -> GuardReadings:
+        """The latest step's losses for the divergence guard (`Guarded`)."""
+        return GuardReadings(self.guard_values or {})
+
+    def divergence_advice(self) -> str:
+        """The guard's advice: a lower learning rate, with the ones in use now."""
+        trainer = attached_trainer(self)
+        if trainer is None or not trainer.optimizers:
+            return "lower model.lr"
+        now = ", ".join(f"{name} {rate:g}" for name, rate in self.learning_rates().items())
+        return f"lower model.lr (now {now})"
+
+    def learning_rates(self) -> dict[str, float]:
+        """Each optimizer's current learning rate, by name (`lr` for a single one)."""
+        optimizers = attached_trainer(self).optimizers
+        names = self.optimizer_names or tuple(str(i) for i in range(len(optimizers)))
+        return {
+            "lr" if len(optimizers) == 1 else f"lr/{name}": optimizer.param_groups[0]["lr"]
+            for name, optimizer in zip(names, optimizers, strict=False)
+        }
+
+    def logging_this_step(self) -> bool:
+        """True on the batches whose step metrics the logger will write.
+
+        Calling `self.log` on every batch costs more than a tiny model's step, so the
+        models build their step metrics only on the batches that Lightning writes: every
+        `trainer.log_every_n_steps`-th batch since the start of training, and the last one.
+        """
+        trainer = attached_trainer(self)
+        if trainer is None:
+            return False
+        if trainer.fast_dev_run:
+            return True
+        every = trainer.log_every_n_steps
+        batch = trainer.fit_loop.epoch_loop.total_batch_idx + 1
+        return bool(every) and (batch % every == 0 or trainer.should_stop)
+
+
+def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
+    """The module's trainer, or None before it is attached to one."""
+    try:
+        return module.trainer
+    except RuntimeError:
+        return None
+
+
+class SamplingModule(GenerativeModule):
+    """A model that draws samples from noise (`Sampler`): the GANs, VAEs and PixelCNN."""
 
     def resolve_labels(self, n: int, labels: Tensor | int | None) -> Tensor | None:
         """The labels to generate with: None for unconditional models, else n class indices."""
@@ -133,30 +232,6 @@ class GenerativeModule(L.LightningModule):
         if generator is None:
             return torch.randn(shape, device=self.device)
         return torch.randn(shape, generator=generator).to(self.device)
-
-    def logging_this_step(self) -> bool:
-        """True on the batches whose step metrics the logger will write.
-
-        Calling `self.log` on every batch costs more than a tiny model's step, so the
-        models build their step metrics only on the batches that Lightning writes: every
-        `trainer.log_every_n_steps`-th batch since the start of training, and the last one.
-        """
-        trainer = attached_trainer(self)
-        if trainer is None:
-            return False
-        if trainer.fast_dev_run:
-            return True
-        every = trainer.log_every_n_steps
-        batch = trainer.fit_loop.epoch_loop.total_batch_idx + 1
-        return bool(every) and (batch % every == 0 or trainer.should_stop)
-
-
-def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
-    """The module's trainer, or None before it is attached to one."""
-    try:
-        return module.trainer
-    except RuntimeError:
-        return None
 
 
 class evaluating:

@@ -1,43 +1,44 @@
 """One GAN LightningModule for the whole family.
 
-GAN, cGAN, DCGAN, WGAN, WGAN-GP, LSGAN and ACGAN are the same alternating game played
-with other nets, another loss and another number of critic steps; each is a config.
+GAN, cGAN, DCGAN, WGAN, WGAN-GP, LSGAN, ACGAN and TAC-GAN are the same alternating game
+played with other nets, another loss, another number of critic steps and a few extra terms
+(genlab/models/gan_terms.py); each is a config.
 """
 
 import copy
-import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
 
+from genlab.contract import GuardReadings
 from genlab.errors import check_num_classes, require
-from genlab.losses import AdversarialLoss, gradient_penalty
-from genlab.models.base import GenerativeModule, evaluating
+from genlab.losses import AdversarialLoss
+from genlab.models.base import (
+    OptimizerFactory,
+    SamplingModule,
+    SchedulerFactory,
+    check_betas,
+    check_lr,
+    check_optimizer,
+    evaluating,
+    make_optimizer,
+)
+from genlab.models.gan_terms import DiscriminatorStep, GANTerm, GeneratorStep
 from genlab.nets.augment import DiffAugment
-
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
-SchedulerFactory = Callable[[Optimizer], LRScheduler]
+from genlab.nets.outputs import DiscriminatorOutput
 
 
-def mode_seeking_ratio(z: Tensor, fake: Tensor) -> Tensor:
-    """MSGAN's ratio for the pairs (sample i, sample i + n/2): mean |G(z1) - G(z2)| over
-    mean |z1 - z2|. Near 0 when G ignores its noise."""
-    half = len(z) // 2
-    image_gap = (fake[:half] - fake[half : 2 * half]).abs().mean()
-    noise_gap = (z[:half] - z[half : 2 * half]).abs().mean()
-    return image_gap / noise_gap
-
-
-class GAN(GenerativeModule):
+class GAN(SamplingModule):
     """Alternating updates under manual optimization.
 
     Each batch makes `critic_steps` updates of D (fresh noise each time) and then one
     update of G, so an epoch has as many G updates as batches whatever the loss. Mind that
     `global_step` counts optimizer steps: `critic_steps + 1` per batch.
+
+    The optimizers are built here from `lr_g`/`lr_d` (both `lr` unless set) and
+    `betas_g`/`betas_d` (null for optimizers without betas, such as WGAN's RMSprop); the
+    factories bring the rest (`fused`, ...).
     """
 
     optimizer_names = ("g", "d")
@@ -56,113 +57,67 @@ class GAN(GenerativeModule):
         lr: float = 2e-4,
         lr_g: float | None = None,
         lr_d: float | None = None,
-        betas_g: Sequence[float] = (0.5, 0.999),
-        betas_d: Sequence[float] = (0.5, 0.999),
-        gp_weight: float = 0.0,
-        weight_clip: float | None = None,
+        betas_g: Sequence[float] | None = (0.5, 0.999),
+        betas_d: Sequence[float] | None = (0.5, 0.999),
+        terms: Mapping[str, GANTerm | None] | None = None,
         grad_clip_g: float | None = None,
         grad_clip_d: float | None = None,
         lr_scheduler: SchedulerFactory | None = None,
-        aux_weight: float = 0.0,
-        aux_weight_fake: float | None = None,
-        aux_weight_g: float | None = None,
-        mismatched_labels: bool = False,
         ema_decay: float | None = None,
         augment: Sequence[str] | None = None,
-        aux_confidence_g: float | None = None,
-        mode_seeking_weight: float = 0.0,
     ) -> None:
         super().__init__()
-        lr_g = lr if lr_g is None else lr_g
-        lr_d = lr if lr_d is None else lr_d
-        require(lr > 0, f"model.lr must be > 0 (got {lr}); try model.lr=2e-4")
-        require(lr_g > 0, f"model.lr_g must be > 0 (got {lr_g}); try model.lr_g=2e-4")
-        require(lr_d > 0, f"model.lr_d must be > 0 (got {lr_d}); try model.lr_d=2e-4")
+        self.lr_g = check_lr("lr_g", lr if lr_g is None else lr_g, lr=lr)
+        self.lr_d = check_lr("lr_d", lr if lr_d is None else lr_d, lr=lr)
+        self.betas_g = check_betas("betas_g", betas_g)
+        self.betas_d = check_betas("betas_d", betas_d)
+        check_optimizer(optimizer_g, "model.optimizer_g", "model.lr_g", "model.betas_g")
+        check_optimizer(optimizer_d, "model.optimizer_d", "model.lr_d", "model.betas_d")
         require(critic_steps >= 1, f"model.critic_steps must be >= 1 (got {critic_steps})")
         require(latent_dim >= 1, f"model.latent_dim must be >= 1 (got {latent_dim})")
         check_num_classes(num_classes)
-        require(gp_weight >= 0, f"model.gp_weight must be >= 0 (got {gp_weight})")
         require(
-            not mismatched_labels or num_classes >= 2,
-            "model.mismatched_labels needs a conditional model with at least 2 classes",
-        )
-        require(
-            aux_weight == 0 or num_classes > 0,
-            "ACGAN's auxiliary classifier needs labels: set model.num_classes=${data.num_classes}",
-        )
-        require(
-            weight_clip is None or weight_clip > 0,
-            f"model.weight_clip must be > 0 or null (got {weight_clip})",
+            ema_decay is None or 0 < ema_decay < 1,
+            f"model.ema_decay must lie in (0, 1) or be null (got {ema_decay})",
         )
         self.save_hyperparameters(
-            ignore=[
-                "generator",
-                "discriminator",
-                "loss",
-                "optimizer_g",
-                "optimizer_d",
-                "lr_scheduler",
-            ],
+            ignore=["generator", "discriminator", "loss", "optimizer_g", "optimizer_d",
+                    "lr_scheduler", "terms"],
             logger=False,
-        )
+        )  # fmt: skip
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
         self.loss = loss
         self.optimizer_g = optimizer_g
         self.optimizer_d = optimizer_d
+        self.lr_scheduler = lr_scheduler
         self.latent_dim = latent_dim
         self.num_classes = num_classes
         self.critic_steps = critic_steps
-        self.gp_weight = gp_weight
-        self.weight_clip = weight_clip
         self.grad_clip_g = grad_clip_g
         self.grad_clip_d = grad_clip_d
-        self.lr_scheduler = lr_scheduler
-        self.aux_weight = aux_weight
-        # GAN-CLS (Reed et al. 2016): D also sees real samples with wrong labels as fakes, so
-        # it must check the label, not only the sample
-        self.mismatched_labels = mismatched_labels
+        # the variant's extra pieces, in the config's order; those switched off are left out
+        self.terms = [t for t in (terms or {}).values() if t is not None and t.active]
+        for term in self.terms:
+            term.check(self)
         # An exponential moving average of G's weights (Yazici et al. 2019) draws the samples:
         # it smooths the oscillations of the game. Saved and restored with the checkpoints.
-        require(
-            ema_decay is None or 0 < ema_decay < 1,
-            f"model.ema_decay must lie in (0, 1) or be null (got {ema_decay})",
-        )
         self.ema_decay = ema_decay
         self.generator_ema = None
         if ema_decay is not None:
             self.generator_ema = copy.deepcopy(generator).requires_grad_(False)
             self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
-        # D's classification term on generated samples (ACGAN has it; 0 anchors D's classifier
-        # to real data only, so that G cannot drift to a permutation of the classes)
-        self.aux_weight_fake = aux_weight if aux_weight_fake is None else aux_weight_fake
-        # G's classification term: a smaller weight than D's asks G for recognisable digits
-        # without pushing every sample of a class to the one D is surest of
-        self.aux_weight_g = aux_weight if aux_weight_g is None else aux_weight_g
-        # ... and it stops pulling once D's classifier names a sample's class with this
-        # probability: past that point cross-entropy only pushes every sample of a class
-        # towards the one image D is surest of, which collapses the class
-        require(
-            aux_confidence_g is None or 0 < aux_confidence_g < 1,
-            f"model.aux_confidence_g must lie in (0, 1) or be null (got {aux_confidence_g})",
-        )
-        self.aux_floor_g = 0.0 if aux_confidence_g is None else -math.log(aux_confidence_g)
-        # MSGAN (Mao et al. 2019): G is charged 1 / (|G(z1) - G(z2)| / |z1 - z2|) for pairs of
-        # samples of the same class, so that it cannot map every z of a class to one image
-        require(
-            mode_seeking_weight >= 0,
-            f"model.mode_seeking_weight must be >= 0 (got {mode_seeking_weight})",
-        )
-        self.mode_seeking_weight = mode_seeking_weight
-        self.last_scores: tuple[Tensor, Tensor] | None = None
         # DiffAugment: D sees real and generated images through the same random transforms
         self.augment = DiffAugment(augment) if augment else None
+        self.latest_scores: tuple[Tensor, Tensor] | None = None  # for the guard
 
     def configure_optimizers(self):
         optimizers = [
-            self.optimizer_g(self.generator.parameters()),
-            self.optimizer_d(self.discriminator.parameters()),
+            make_optimizer(self.optimizer_g, self.generator.parameters(), self.lr_g, self.betas_g),
+            make_optimizer(
+                self.optimizer_d, self.discriminator.parameters(), self.lr_d, self.betas_d
+            ),
         ]
         if self.lr_scheduler is None:
             return optimizers
@@ -176,82 +131,67 @@ class GAN(GenerativeModule):
         labels = labels if self.conditional else None
         opt_g, opt_d = self.optimizers()
 
+        logging = self.logging_this_step()
+
         # 1. Train D to tell real samples from G(z), with G held fixed (critic_steps times).
         for _ in range(self.critic_steps):
-            d_stats = self.discriminator_step(real, labels, opt_d)
+            d_stats, scores = self.discriminator_step(real, labels, opt_d, logging)
 
         # 2. Train G so that D scores G(z) as real, with D held fixed.
-        g_stats = self.generator_step(real.shape[0], labels, opt_g)
+        g_stats = self.generator_step(real.shape[0], labels, opt_g, logging)
         if self.generator_ema is not None:
             self.update_ema()
 
         # what the divergence guard watches (no sync here: it reads them every few steps)
         self.guard_values = {"loss/d": d_stats["loss/d"], "loss/g": g_stats["loss/g"]}
+        self.latest_scores = scores
+        if logging:
+            self.log_dict(d_stats | g_stats | self.score_stats(*scores), on_step=True)
 
-        if self.logging_this_step():
-            self.log_dict(d_stats | g_stats | self.score_stats(*self.last_scores), on_step=True)
-
-    @property
-    def guard_saturation(self) -> Tensor | None:
-        """D's weaker accuracy (on real or on fake samples) at the last D step, computed only
-        when the divergence guard asks for it."""
-        if self.last_scores is None or self.loss.decision_threshold is None:
-            return None
-        stats = self.score_stats(*self.last_scores)
-        return torch.minimum(stats["d/acc_real"], stats["d/acc_fake"])
-
-    def critic(
-        self, x: Tensor, labels: Tensor | None
-    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """D's scores and, for an auxiliary-classifier D (ACGAN), its class logits, and for a
-        twin-classifier D (TAC-GAN) the logits of the twin that learns G's classes."""
+    def critic(self, x: Tensor, labels: Tensor | None) -> DiscriminatorOutput:
+        """D's view of a batch, through the input augmentation when there is one."""
         if self.augment is not None:
             x = self.augment(x)
-        out = self.discriminator(x, labels)
-        if not isinstance(out, tuple):
-            return out, None, None
-        return out if len(out) == 3 else (*out, None)
+        return self.discriminator(x, labels)
 
-    def discriminator_step(self, real: Tensor, labels: Tensor | None, opt_d) -> dict[str, Tensor]:
+    def discriminator_step(
+        self, real: Tensor, labels: Tensor | None, opt_d, logging: bool = False
+    ) -> tuple[dict[str, Tensor], tuple[Tensor, Tensor]]:
+        """One update of D; its statistics, and D's scores on the real and generated batch."""
         with self.toggled_optimizer(opt_d):
             with torch.no_grad():
                 fake = self.generator(self.noise((real.shape[0], self.latent_dim)), labels)
-            real_scores, real_logits, _ = self.critic(real, labels)
-            fake_scores, fake_logits, fake_twin = self.critic(fake, labels)
-            if self.mismatched_labels and labels is not None:
-                shift = torch.randint(1, self.num_classes, labels.shape, device=labels.device)
-                mismatched_scores, *_ = self.critic(real, (labels + shift) % self.num_classes)
-                loss = self.loss.discriminator(
-                    real_scores, torch.cat([fake_scores, mismatched_scores])
-                )
-            else:
-                loss = self.loss.discriminator(real_scores, fake_scores)
-            # D's scores, for the logged statistics and the guard, computed when needed
-            self.last_scores = (real_scores.detach(), fake_scores.detach())
+            real_out = self.critic(real, labels)
+            fake_out = self.critic(fake, labels)
+            loss = self.loss.discriminator(real_out.score, fake_out.score)
             stats = {"loss/d": loss.detach()}
-            if self.gp_weight > 0:
-                penalty = gradient_penalty(self.discriminator, real, fake, labels)
-                loss = loss + self.gp_weight * penalty
-                stats["loss/gp"] = penalty.detach()
-            if real_logits is not None:
-                # ACGAN: D also names the class of real and generated samples.
-                aux_real = F.cross_entropy(real_logits, labels)
-                aux_fake = F.cross_entropy(fake_logits, labels)
-                loss = loss + self.aux_weight * aux_real + self.aux_weight_fake * aux_fake
-                stats["loss/aux_d"] = (aux_real + aux_fake).detach()
-                if fake_twin is not None:
-                    # TAC-GAN: the twin classifier learns which class G meant, on G's samples
-                    twin = F.cross_entropy(fake_twin, labels)
-                    loss = loss + self.aux_weight * twin
-                    stats["loss/twin_d"] = twin.detach()
-                if self.logging_this_step():
-                    stats["d/aux_acc"] = (real_logits.argmax(1) == labels).float().mean()
+            step = DiscriminatorStep(
+                real, fake, labels, real_out, fake_out, self.critic, self.discriminator,
+                self.loss, self.num_classes, logging,
+            )  # fmt: skip
+            for term in self.terms:
+                loss = add(term.discriminator_loss(step), loss, stats)
             self.optimize(loss, opt_d, self.grad_clip_d)
-            if self.weight_clip:
-                # WGAN's crude Lipschitz constraint: clamp every critic weight to [-c, c].
-                with torch.no_grad():
-                    for parameter in self.discriminator.parameters():
-                        parameter.clamp_(-self.weight_clip, self.weight_clip)
+            for term in self.terms:
+                term.after_discriminator_update(self.discriminator)
+        return stats, (real_out.score.detach(), fake_out.score.detach())
+
+    def generator_step(
+        self, n: int, labels: Tensor | None, opt_g, logging: bool = False
+    ) -> dict[str, Tensor]:
+        """One update of G; its statistics."""
+        with self.toggled_optimizer(opt_g):
+            for term in self.terms:
+                labels = term.generator_labels(labels)
+            z = self.noise((n, self.latent_dim))
+            fake = self.generator(z, labels)
+            fake_out = self.critic(fake, labels)
+            loss = self.loss.generator(fake_out.score)
+            stats = {"loss/g": loss.detach()}
+            step = GeneratorStep(z, fake, labels, fake_out, logging)
+            for term in self.terms:
+                loss = add(term.generator_loss(step), loss, stats)
+            self.optimize(loss, opt_g, self.grad_clip_g)
         return stats
 
     def score_stats(self, real_scores: Tensor, fake_scores: Tensor) -> dict[str, Tensor]:
@@ -266,43 +206,18 @@ class GAN(GenerativeModule):
             stats["d/acc_fake"] = (fake_scores <= threshold).float().mean()
         return stats
 
-    def generator_step(self, n: int, labels: Tensor | None, opt_g) -> dict[str, Tensor]:
-        with self.toggled_optimizer(opt_g):
-            z = self.noise((n, self.latent_dim))
-            mode_seeking = self.mode_seeking_weight > 0 and n >= 2
-            if mode_seeking and labels is not None:
-                # MSGAN's pairs: the second half of the batch repeats the first half's labels
-                half = n // 2
-                labels = torch.cat([labels[:half], labels[:half], labels[2 * half :]])
-            fake = self.generator(z, labels)
-            fake_scores, fake_logits, fake_twin = self.critic(fake, labels)
-            loss = self.loss.generator(fake_scores)
-            stats = {"loss/g": loss.detach()}
-            if mode_seeking:
-                diversity = mode_seeking_ratio(z, fake)
-                loss = loss + self.mode_seeking_weight / (diversity + 1e-5)
-                stats["g/diversity"] = diversity.detach()
-            if fake_logits is not None:
-                aux = self.generator_classification(
-                    fake_logits, fake_twin, labels, self.aux_floor_g
-                )
-                loss = loss + self.aux_weight_g * aux
-                stats["loss/aux_g"] = aux.detach()
-            self.optimize(loss, opt_g, self.grad_clip_g)
-        return stats
+    def guard_readings(self) -> GuardReadings:
+        """The losses, and D's weaker accuracy (on real or on generated samples) at the last
+        D step where scores are decisions, computed only when the guard asks."""
+        readings = super().guard_readings()
+        if self.latest_scores is None or self.loss.decision_threshold is None:
+            return readings
+        stats = self.score_stats(*self.latest_scores)
+        saturation = torch.minimum(stats["d/acc_real"], stats["d/acc_fake"])
+        return readings._replace(saturation=saturation)
 
-    @staticmethod
-    def generator_classification(
-        logits: Tensor, twin_logits: Tensor | None, labels: Tensor, floor: float = 0.0
-    ) -> Tensor:
-        """G's classification term: ACGAN's cross-entropy of D's classifier on G's samples,
-        each sample's clipped from below at `floor` (no gradient for samples already named
-        with probability exp(-floor)); TAC-GAN subtracts the twin's, so that G cannot please
-        the classifier by drawing only the easiest-to-classify sample of each class."""
-        term = F.cross_entropy(logits, labels, reduction="none").clamp(min=floor).mean()
-        if twin_logits is not None:
-            term = term - F.cross_entropy(twin_logits, labels)
-        return term
+    def divergence_advice(self) -> str:
+        return f"{super().divergence_advice()}, or try model=wgan_gp"
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -330,3 +245,12 @@ class GAN(GenerativeModule):
         net = self.generator if self.generator_ema is None else self.generator_ema
         with evaluating(net):
             return net(self.noise((n, self.latent_dim), generator), labels).float()
+
+
+def add(contribution, loss: Tensor, stats: dict[str, Tensor]) -> Tensor:
+    """`loss` plus a term's weighted loss, with the term's statistics put into `stats`."""
+    if contribution is None:
+        return loss
+    extra, term_stats = contribution
+    stats.update(term_stats)
+    return loss + extra

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from genlab.errors import DataError, require
-from genlab.models.base import GenerativeModule
+from genlab.models.base import SamplingModule, make_optimizer
 
 
 def check_binary(x: Tensor, fix: str) -> None:
@@ -48,9 +48,10 @@ def uniform_noise(shape: tuple[int, ...], generator: torch.Generator | None, dev
     return torch.rand(shape, generator=generator).to(device)
 
 
-class LikelihoodModel(GenerativeModule):
-    """The VAE family and PixelCNN: one optimizer (`self.optimizer`, a factory) with an
-    optional LR schedule (`self.lr_scheduler`, stepped once per epoch).
+class LikelihoodModel(SamplingModule):
+    """The VAE family and PixelCNN: one optimizer (`self.optimizer`, a factory given the
+    learning rate `self.lr`) with an optional LR schedule (`self.lr_scheduler`, stepped once
+    per epoch).
 
     The update is written out, as in the GANs (manual optimization): Lightning's automatic
     loop (closures, more hooks per step) cost a third of a small VAE's step on a CPU
@@ -58,6 +59,7 @@ class LikelihoodModel(GenerativeModule):
     """
 
     optimizer = None
+    lr: float = 1e-3
     lr_scheduler = None
     data_checked = False
 
@@ -72,7 +74,7 @@ class LikelihoodModel(GenerativeModule):
         self.optimize(self.step_loss(batch), self.optimizers())
 
     def configure_optimizers(self):
-        optimizer = self.optimizer(self.parameters())
+        optimizer = make_optimizer(self.optimizer, self.parameters(), self.lr)
         if self.lr_scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler(optimizer)}

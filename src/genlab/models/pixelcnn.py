@@ -14,7 +14,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from genlab.errors import check_num_classes, require
-from genlab.models.base import evaluating
+from genlab.models.base import check_lr, check_optimizer, evaluating
 from genlab.models.likelihood import (
     LikelihoodModel,
     bernoulli_nll,
@@ -38,7 +38,8 @@ class PixelCNN(LikelihoodModel):
         sample_batch_size: int = 64,
     ) -> None:
         super().__init__()
-        require(lr > 0, f"model.lr must be > 0 (got {lr}); try model.lr=1e-3")
+        self.lr = check_lr("lr", lr)
+        check_optimizer(optimizer, "model.optimizer", "model.lr")
         check_num_classes(num_classes)
         self.shape = tuple(shape)
         require(

@@ -16,19 +16,25 @@ to zero (both papers), stepped by hand once per epoch.
 
 import itertools
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-from genlab.errors import ConfigError, require
+from genlab.errors import require
 from genlab.losses import AdversarialLoss
-from genlab.models.base import GenerativeModule, attached_trainer, evaluating
-
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+from genlab.models.base import (
+    GenerativeModule,
+    OptimizerFactory,
+    attached_trainer,
+    check_betas,
+    check_lr,
+    check_optimizer,
+    evaluating,
+    make_optimizer,
+)
 
 
 class ImagePool:
@@ -92,7 +98,10 @@ class ImageTranslation(GenerativeModule):
         decay_start_epoch: int | None = None,
     ) -> None:
         super().__init__()
-        require(lr > 0, f"model.lr must be > 0 (got {lr}); try model.lr=2e-4")
+        self.lr = check_lr("lr", lr)
+        self.betas = check_betas("betas", betas)
+        check_optimizer(optimizer_g, "model.optimizer_g", "model.lr", "model.betas")
+        check_optimizer(optimizer_d, "model.optimizer_d", "model.lr", "model.betas")
         require(adv_weight > 0, f"model.adv_weight must be > 0 (got {adv_weight})")
         require(
             decay_start_epoch is None or decay_start_epoch >= 0,
@@ -125,19 +134,12 @@ class ImageTranslation(GenerativeModule):
         with evaluating(generator):
             return generator(x.to(self.device)).float()
 
-    def sample(self, n: int, labels=None, generator=None) -> Tensor:
-        raise ConfigError(
-            "pix2pix and CycleGAN translate images rather than sample them: use "
-            "model.translate(images), or a generative model (e.g. model=dcgan)"
-        )
-
-    def sample_shape(self) -> tuple[int, ...]:
-        return self.out_shape
-
     def configure_optimizers(self):
+        generators = itertools.chain(*(g.parameters() for g in self.generators()))
+        discriminators = itertools.chain(*(d.parameters() for d in self.discriminators()))
         optimizers = [
-            self.optimizer_g(itertools.chain(*(g.parameters() for g in self.generators()))),
-            self.optimizer_d(itertools.chain(*(d.parameters() for d in self.discriminators()))),
+            make_optimizer(self.optimizer_g, generators, self.lr, self.betas),
+            make_optimizer(self.optimizer_d, discriminators, self.lr, self.betas),
         ]
         if not self.lr_decay:
             return optimizers

@@ -25,7 +25,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from genlab.errors import check_num_classes, require
 from genlab.losses import gaussian_kl
-from genlab.models.base import evaluating
+from genlab.models.base import check_lr, check_optimizer, evaluating
 from genlab.models.likelihood import LikelihoodModel, bernoulli_nll, bits_per_dim, per_image
 
 LIKELIHOODS = ("bernoulli", "bce", "gaussian")
@@ -50,7 +50,8 @@ class VAE(LikelihoodModel):
         net: str = "mlp",
     ) -> None:
         super().__init__()
-        require(lr > 0, f"model.lr must be > 0 (got {lr}); try model.lr=1e-3")
+        self.lr = check_lr("lr", lr)
+        check_optimizer(optimizer, "model.optimizer", "model.lr")
         require(latent_dim >= 1, f"model.latent_dim must be >= 1 (got {latent_dim})")
         require(beta >= 0, f"model.beta must be >= 0 (got {beta})")
         require(iwae_k >= 1, f"model.iwae_k must be >= 1 (got {iwae_k})")

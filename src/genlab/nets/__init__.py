@@ -1,12 +1,14 @@
 """Plain torch.nn networks. No Lightning in here.
 
-Every generator is called as `G(z, labels=None)` and every discriminator as
-`D(x, labels=None)`; conditional nets use the labels, the others ignore them. An
-auxiliary-classifier D (ACGAN) returns `(score, class_logits)`.
+Every generator is called as `G(z, labels=None)` and every GAN discriminator as
+`D(x, labels=None)`; conditional nets use the labels, the others ignore them. A GAN's
+discriminator returns a `DiscriminatorOutput` (its scores, and class logits where it has a
+class head).
 
-`generator()` and `discriminator()` pick the family from the data's shape: MLPs for points,
-DCGAN conv nets for images. That lets one model config (say `model=wgan_gp`) serve every
-dataset; a config may still name a net class directly (cGAN's MLPs on images).
+`generator()` and `discriminator()` pick the family from the data's shape (`kind=auto`):
+MLPs for points, DCGAN conv nets for images. That lets one model config (say
+`model=wgan_gp`) serve every dataset; `kind=mlp` asks for the fully connected nets whatever
+the data (cGAN's, on images).
 """
 
 from collections.abc import Sequence
@@ -14,26 +16,56 @@ from collections.abc import Sequence
 from torch import nn
 
 from genlab.errors import require
-from genlab.nets.conv import DCGANDiscriminator, DCGANGenerator
-from genlab.nets.mlp import MLPDiscriminator, MLPEncoder, MLPGenerator
+from genlab.nets.conv import DCGANDiscriminator, DCGANEncoder, DCGANGenerator
+from genlab.nets.mlp import MLPDiscriminator, MLPEncoder, MLPGenerator, leaky_relu
+from genlab.nets.outputs import DiscriminatorOutput
+
+KINDS = ("auto", "mlp", "dcgan")
+ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": leaky_relu}
+
+__all__ = ["DiscriminatorOutput", "decoder", "discriminator", "encoder", "generator"]
+
+
+def fully_connected(kind: str, shape: Sequence[int], role: str) -> bool:
+    """Whether `kind` asks for an MLP for data of `shape`."""
+    require(kind in KINDS, f"model.{role}.kind must be one of {', '.join(KINDS)} (got {kind!r})")
+    return kind == "mlp" or (kind == "auto" and len(shape) == 1)
 
 
 def generator(
     latent_dim: int,
     out_shape: Sequence[int],
     num_classes: int = 0,
+    kind: str = "auto",
     hidden_dims: Sequence[int] = (128, 128, 128),
     width: int = 64,
+    batch_norm: bool = False,
+    activation: str = "relu",
 ) -> nn.Module:
-    """MLP (hidden_dims) for points, DCGAN (width) for images."""
-    if len(out_shape) == 1:
-        return MLPGenerator(latent_dim, out_shape, hidden_dims, num_classes)
+    """An MLP (hidden_dims, batch_norm, activation; tanh output for images) or DCGAN's
+    generator (width)."""
+    if fully_connected(kind, out_shape, "generator"):
+        require(
+            activation in ACTIVATIONS,
+            f"model.generator.activation must be one of {', '.join(ACTIVATIONS)} "
+            f"(got {activation!r})",
+        )
+        return MLPGenerator(
+            latent_dim,
+            out_shape,
+            hidden_dims,
+            num_classes,
+            activation=ACTIVATIONS[activation],
+            output_activation=nn.Tanh if len(out_shape) > 1 else None,  # images in [-1, 1]
+            batch_norm=batch_norm,
+        )
     return DCGANGenerator(latent_dim, out_shape, num_classes, width=width)
 
 
 def discriminator(
     in_shape: Sequence[int],
     num_classes: int = 0,
+    kind: str = "auto",
     aux_classes: int = 0,
     hidden_dims: Sequence[int] = (128, 128, 128),
     width: int = 64,
@@ -41,13 +73,14 @@ def discriminator(
     twin_classes: int = 0,
     dropout: float = 0.0,
 ) -> nn.Module:
-    """MLP (hidden_dims) for points, DCGAN (width, norm, dropout) for images."""
-    if len(in_shape) == 1:
+    """An MLP (hidden_dims, dropout) or DCGAN's discriminator (width, norm, dropout, and the
+    class heads `aux_classes` and `twin_classes`)."""
+    if fully_connected(kind, in_shape, "discriminator"):
         require(
-            aux_classes == 0,
-            "the auxiliary classifier (ACGAN) needs image data; e.g. data=mnist_mini",
+            aux_classes == 0 and twin_classes == 0,
+            "the auxiliary classifier (ACGAN) needs image data and conv nets; e.g. data=mnist_mini",
         )
-        return MLPDiscriminator(in_shape, hidden_dims, num_classes)
+        return MLPDiscriminator(in_shape, hidden_dims, num_classes, dropout=dropout)
     return DCGANDiscriminator(
         in_shape,
         num_classes,
@@ -73,9 +106,7 @@ def encoder(
     require(kind in ("mlp", "conv"), f"model.net must be mlp or conv (got {kind!r})")
     if kind == "mlp":
         return MLPEncoder(in_shape, out_features, hidden_dims, num_classes, activation=nn.ReLU)
-    return DCGANDiscriminator(
-        in_shape, num_classes, width=width, norm=norm, out_features=out_features
-    )
+    return DCGANEncoder(in_shape, out_features, num_classes, width=width, norm=norm)
 
 
 def decoder(

@@ -6,9 +6,9 @@ LeakyReLU(0.2), normalised inner layers and a linear logit. Sizes halve from the
 to 4 x 4 (odd sizes round up), so 28, 32 and 64 pixels all work, for 1 or 3 channels.
 
 Conditioning: G concatenates a label embedding to z; D adds a projection term
-<embed(y), h> to its score (Miyato & Koyama 2018). With `aux_classes`, D also returns class
+<embed(y), h> to its score (Miyato & Koyama 2018). With `aux_classes`, D also gives class
 logits from the same features (ACGAN), and with `twin_classes` a second head's logits
-(TAC-GAN's twin classifier, Gong et al. 2019).
+(TAC-GAN's twin classifier, Gong et al. 2019). D returns a `DiscriminatorOutput`.
 """
 
 from collections.abc import Sequence
@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from genlab.errors import check_num_classes, require
 from genlab.nets.mlp import with_one_hot
+from genlab.nets.outputs import DiscriminatorOutput
 
 NORMS = ("batch", "instance", "layer", "none")
 
@@ -120,7 +121,35 @@ class DCGANGenerator(nn.Module):
         return self.upsample(self.project(z))
 
 
+def dcgan_features(
+    channels: int, image_size: int, width: int, norm: str, dropout: float = 0.0
+) -> tuple[nn.Sequential, int]:
+    """DCGAN's discriminator body: stride-2 convolutions from the image down to 4 x 4,
+    LeakyReLU(0.2), normalised inner layers, flattened; and its number of features."""
+    require(0 <= dropout < 1, f"model.discriminator.dropout must lie in [0, 1) (got {dropout})")
+    require(norm in NORMS, f"norm must be one of {NORMS} (got {norm!r})")
+    sizes = size_chain(image_size)[::-1]  # image_size ... 4
+    layers: list[nn.Module] = []
+    in_channels = channels
+    for i, (size_in, size_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
+        out_channels = min(width * 2**i, width * 4)
+        kernel = 4 if size_in == 2 * size_out else 3
+        layers.append(
+            nn.Conv2d(in_channels, out_channels, kernel, 2, 1, bias=i == 0 or norm == "none")
+        )
+        if i > 0:  # no normalisation on the first layer (DCGAN)
+            layers.append(normalization(norm, out_channels, size_out))
+        layers.append(nn.LeakyReLU(0.2, inplace=True))
+        if dropout:
+            layers.append(nn.Dropout2d(dropout))
+        in_channels = out_channels
+    return nn.Sequential(*layers, nn.Flatten()), in_channels * 16
+
+
 class DCGANDiscriminator(nn.Module):
+    """An image (and a label) -> a score; the label enters by projection. With
+    `aux_classes` also class logits (ACGAN), with `twin_classes` a twin head's (TAC-GAN)."""
+
     def __init__(
         self,
         in_shape: Sequence[int],
@@ -128,55 +157,52 @@ class DCGANDiscriminator(nn.Module):
         aux_classes: int = 0,
         width: int = 64,
         norm: str = "batch",
-        out_features: int = 1,
         twin_classes: int = 0,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
         channels, image_size = check_image_shape(in_shape)
-        require(0 <= dropout < 1, f"model.discriminator.dropout must lie in [0, 1) (got {dropout})")
         check_num_classes(num_classes)
-        require(norm in NORMS, f"model.discriminator.norm must be one of {NORMS} (got {norm!r})")
-        sizes = size_chain(image_size)[::-1]  # image_size ... 4
-        layers: list[nn.Module] = []
-        in_channels = channels
-        for i, (size_in, size_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
-            out_channels = min(width * 2**i, width * 4)
-            kernel = 4 if size_in == 2 * size_out else 3
-            layers.append(
-                nn.Conv2d(in_channels, out_channels, kernel, 2, 1, bias=i == 0 or norm == "none")
-            )
-            if i > 0:  # no normalisation on the first layer (DCGAN)
-                layers.append(normalization(norm, out_channels, size_out))
-            layers.append(nn.LeakyReLU(0.2, inplace=True))
-            if dropout:
-                layers.append(nn.Dropout2d(dropout))
-            in_channels = out_channels
-        self.features = nn.Sequential(*layers, nn.Flatten())
-        feature_dim = in_channels * 16
-        self.num_classes = num_classes
-        self.out_features = out_features
-        # One score: the label enters by projection. A vector (an encoder's output): the
-        # one-hot label joins the features before the last layer.
-        project = num_classes and out_features == 1
-        concat = num_classes if num_classes and not project else 0
-        self.score = nn.Linear(feature_dim + concat, out_features)
-        self.projection = nn.Embedding(num_classes, feature_dim) if project else None
-        self.classifier = nn.Linear(feature_dim, aux_classes) if aux_classes else None
         require(not twin_classes or aux_classes, "a twin classifier needs the auxiliary one")
+        self.features, feature_dim = dcgan_features(channels, image_size, width, norm, dropout)
+        self.score = nn.Linear(feature_dim, 1)
+        self.projection = nn.Embedding(num_classes, feature_dim) if num_classes else None
+        self.classifier = nn.Linear(feature_dim, aux_classes) if aux_classes else None
         self.twin_classifier = nn.Linear(feature_dim, twin_classes) if twin_classes else None
         init_dcgan_weights(self)
 
-    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> DiscriminatorOutput:
         h = self.features(x)
-        if self.out_features > 1:
-            return self.score(with_one_hot(h, labels, self.num_classes))
         score = self.score(h).squeeze(1)
         if self.projection is not None:
             require(labels is not None, "this discriminator is class-conditional: pass labels")
             score = score + (self.projection(labels) * h).sum(dim=1)
-        if self.twin_classifier is not None:
-            return score, self.classifier(h), self.twin_classifier(h)
-        if self.classifier is not None:
-            return score, self.classifier(h)
-        return score
+        return DiscriminatorOutput(
+            score,
+            None if self.classifier is None else self.classifier(h),
+            None if self.twin_classifier is None else self.twin_classifier(h),
+        )
+
+
+class DCGANEncoder(nn.Module):
+    """An image (and a label) -> `out_features` numbers, through DCGAN's discriminator
+    body; the one-hot label joins the features before the last layer (a VAE's encoder)."""
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        out_features: int,
+        num_classes: int = 0,
+        width: int = 64,
+        norm: str = "batch",
+    ) -> None:
+        super().__init__()
+        channels, image_size = check_image_shape(in_shape)
+        check_num_classes(num_classes)
+        self.num_classes = num_classes
+        self.features, feature_dim = dcgan_features(channels, image_size, width, norm)
+        self.head = nn.Linear(feature_dim + num_classes, out_features)
+        init_dcgan_weights(self)
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.head(with_one_hot(self.features(x), labels, self.num_classes))

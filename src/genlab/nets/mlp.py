@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from genlab.errors import check_num_classes, require
+from genlab.nets.outputs import DiscriminatorOutput
 
 
 def mlp(
@@ -101,7 +102,7 @@ def leaky_relu() -> nn.Module:
 
 
 class MLPEncoder(nn.Module):
-    """A sample (and a label) -> `out_features` numbers: a VAE's encoder, or D's score."""
+    """A sample (and a label) -> `out_features` numbers: a VAE's encoder."""
 
     def __init__(
         self,
@@ -125,7 +126,7 @@ class MLPEncoder(nn.Module):
         return self.net(with_one_hot(x.flatten(1), labels, self.num_classes))
 
 
-class MLPDiscriminator(MLPEncoder):
+class MLPDiscriminator(nn.Module):
     """A sample (and a label) -> one unnormalised score per sample."""
 
     def __init__(
@@ -136,7 +137,12 @@ class MLPDiscriminator(MLPEncoder):
         activation: Callable[[], nn.Module] = leaky_relu,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__(in_shape, 1, hidden_dims, num_classes, activation, dropout)
+        super().__init__()
+        in_shape = tuple(in_shape) if isinstance(in_shape, Sequence) else (int(in_shape),)
+        _check_sizes(1, hidden_dims, num_classes)
+        self.num_classes = num_classes
+        self.net = mlp(prod(in_shape) + num_classes, hidden_dims, 1, activation, dropout=dropout)
 
-    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
-        return super().forward(x, labels).squeeze(1)
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> DiscriminatorOutput:
+        score = self.net(with_one_hot(x.flatten(1), labels, self.num_classes))
+        return DiscriminatorOutput(score.squeeze(1))

@@ -1,0 +1,134 @@
+"""From a run's config to objects: the data, the model, the callbacks, the loggers and the
+Trainer, each checked against the others before training starts."""
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import ProgressBar
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from genlab.config import SPEED_KEYS
+from genlab.contract import Sampler, Translator, translates
+from genlab.errors import ConfigError, DataError, require
+from genlab.hardware import wants_channels_last
+from genlab.sweeps import in_multirun
+
+
+def instantiate_model(model_cfg: DictConfig | dict) -> tuple[L.LightningModule, dict[str, Any]]:
+    """The model from its config, and the speed settings (`model.compile`,
+    `model.channels_last`) that genlab-train applies to it rather than pass to it."""
+    config = OmegaConf.create(model_cfg) if isinstance(model_cfg, dict) else model_cfg.copy()
+    with open_dict(config):
+        speed = {key: config.pop(key) for key in SPEED_KEYS if key in config}
+    return instantiate(config, _convert_="all"), speed
+
+
+def data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
+    """The datamodule (loaded, so that a missing dataset fails now) and the model, checked
+    against each other, with the speed settings applied."""
+    # Plain containers, not OmegaConf nodes: checkpoints must load with weights_only=True.
+    datamodule: L.LightningDataModule = instantiate(cfg.data, _convert_="all")
+    check_model_kind(cfg.model, datamodule)
+    model, speed = instantiate_model(cfg.model)
+    datamodule.setup("fit")
+    check_model_fits_data(model, datamodule)
+    channels_last = wants_channels_last(speed.get("channels_last", "auto"), cfg, datamodule.shape)
+    model.speed_up(bool(speed.get("compile", False)), channels_last)
+    return datamodule, model
+
+
+def check_model_kind(model_cfg: DictConfig, datamodule: L.LightningDataModule) -> None:
+    """Translation models need two image domains, the others one; say so before the model's
+    config tries to read what the data does not have."""
+    translator = translates(get_class(model_cfg._target_))
+    two_domains = hasattr(datamodule, "shape_a")
+    require(
+        translator or not two_domains,
+        "this data holds pairs of image domains, for model=pix2pix or model=cyclegan; "
+        "a generative model needs one domain (e.g. data=mnist_mini)",
+        DataError,
+    )
+    require(
+        two_domains or not translator,
+        "pix2pix and CycleGAN translate between two image domains: use data=digits_edges "
+        "(paired), data=digits_inverted (unpaired) or a folder (data=paired_folder, "
+        "data=unpaired_folder)",
+        DataError,
+    )
+
+
+def check_model_fits_data(model: L.LightningModule, datamodule: L.LightningDataModule) -> None:
+    """Fail before training when the model cannot learn this data."""
+    if isinstance(model, Translator):
+        require(
+            model.in_shape == tuple(datamodule.shape_a),
+            f"the model takes inputs of shape {list(model.in_shape)} but domain A holds "
+            f"{list(datamodule.shape_a)}; leave model.in_shape at '${{data.shape_a}}'",
+        )
+    if model.conditional or model.num_classes is None:
+        require(
+            datamodule.labelled,
+            "this model is class-conditional but the data has no labels; use a labelled dataset "
+            "(e.g. data=mnist_mini) or an unconditional model (e.g. model=dcgan)",
+            DataError,
+        )
+        require(
+            model.num_classes == datamodule.num_classes,
+            f"the model expects {model.num_classes} classes but the data has {datamodule.num_classes}; "
+            f"set model.num_classes='${{data.num_classes}}'",
+        )
+    made = model.sample_shape() if isinstance(model, Sampler) else model.out_shape
+    require(
+        made == tuple(datamodule.shape),
+        f"the model makes samples of shape {list(made)} but the data has {list(datamodule.shape)}; "
+        f"leave the nets' in_shape/out_shape at '${{data.shape}}' or change data.image_size/channels",
+    )
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiate every entry of a config group that is a dict of `_target_` configs."""
+    if not group:
+        return []
+    return [instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
+
+
+def loggers(cfg: DictConfig) -> list[Any]:
+    """The configured loggers, their folders checked writable now rather than after an epoch."""
+    built = instantiate_group(cfg.get("logger"))
+    for logger in built:
+        folder = getattr(logger, "save_dir", None) or getattr(logger, "root_dir", None)
+        if not folder:
+            continue
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder):
+                pass
+        except OSError as error:
+            raise ConfigError(
+                f"cannot write logs to {folder} ({error.strerror or error}); point "
+                f"paths.output_dir (or hydra.run.dir) at a writable folder, or use logger=none"
+            ) from None
+    return built
+
+
+def trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
+    """Lightning's Trainer from `cfg.trainer` (and the hardware group merged into it)."""
+    trainer_cfg = cfg.trainer
+    strategy = trainer_cfg.get("strategy")
+    if (
+        in_multirun()
+        and isinstance(strategy, DictConfig)
+        and strategy.get("_target_", "").endswith("DDPStrategy")
+    ):
+        # Lightning's default DDP launcher re-runs the command line in each process; inside a
+        # Hydra multirun that would start a new sweep per rank. Spawn the ranks instead.
+        trainer_cfg = trainer_cfg.copy()
+        with open_dict(trainer_cfg):
+            trainer_cfg.strategy.start_method = "spawn"
+    if not trainer_cfg.get("enable_progress_bar", True):
+        # trainer.enable_progress_bar=false wins over the progress bar of callbacks/
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False)

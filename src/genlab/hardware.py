@@ -1,0 +1,71 @@
+"""What the machine offers a run: a GPU or not, bf16 arithmetic, and the process settings
+that follow from it."""
+
+import os
+import sys
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, open_dict
+
+from genlab.errors import ConfigError
+
+NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
+
+
+def on_gpu(cfg: DictConfig) -> bool:
+    return str(cfg.trainer.get("accelerator", "auto")) in ("gpu", "cuda")
+
+
+def check_hardware(cfg: DictConfig) -> None:
+    """A GPU run needs a GPU; bf16 needs a GPU with bf16 arithmetic (float16 otherwise)."""
+    if not on_gpu(cfg):
+        return
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            "no CUDA GPU is visible on this machine; use hardware=cpu (or hardware=ddp_cpu)"
+        )
+    precision = str(cfg.trainer.get("precision", "32-true"))
+    if precision.startswith("bf16") and not gpu_has_bf16():
+        # hardware=gpu asks for bf16 where the GPU has it (Ampere and newer); older GPUs
+        # get float16 with loss scaling, which Lightning's manual optimization handles
+        print(
+            "genlab-train: note: this GPU has no bf16 arithmetic; training with "
+            "trainer.precision=16-mixed instead (or set trainer.precision=32-true)",
+            file=sys.stderr,
+        )
+        with open_dict(cfg):
+            cfg.trainer.precision = "16-mixed"
+
+
+def gpu_has_bf16() -> bool:
+    """Native bf16 on the current GPU (emulated bf16 on older GPUs is slow)."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch before 2.4 has no including_emulation
+        return torch.cuda.get_device_capability()[0] >= 8
+
+
+def wants_channels_last(setting: Any, cfg: DictConfig, data_shape: tuple[int, ...]) -> bool:
+    """model.channels_last: true, false, or auto (on for images on a GPU, where convolutions
+    run faster in NHWC; on CPUs it rarely helps)."""
+    if str(setting) != "auto":
+        return bool(setting)
+    return on_gpu(cfg) and len(data_shape) == 3
+
+
+def skip_nvml_probe() -> bool:
+    """Drop the NVML-based CUDA check that Lightning asks for on import, on a machine with no
+    GPU; True when dropped.
+
+    Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 so that asking whether CUDA is there does
+    not start the CUDA driver in a process that may fork later. With that set and no GPU,
+    torch never caches the answer: every call loads the NVML library anew, and torch's
+    optimizers ask on every `step()` (their CUDA-graph health check), which doubled the
+    time of an Adam step on a small layer (bench/results.md). Without a GPU there is no
+    driver state for a fork to inherit, so the plain check is as safe. With a GPU nothing
+    changes: torch caches the answer once CUDA starts."""
+    if os.environ.get(NVML_CHECK) != "1" or torch.cuda.is_available():
+        return False
+    del os.environ[NVML_CHECK]
+    return True
