@@ -88,9 +88,7 @@ def test_bf16_mixed_precision_trains_with_every_update_counted(overrides, run_tr
     step = speedups.step
     monkeypatch.setattr(speedups, "step", lambda optimizer: direct.append(1) or step(optimizer))
     watch = [WATCH] if overrides[0] == "model=wgan_gp" else []
-    metrics, output_dir = run_train(
-        [*overrides, "trainer.precision=bf16-mixed", *SHORT, *watch]
-    )
+    metrics, output_dir = run_train([*overrides, "trainer.precision=bf16-mixed", *SHORT, *watch])
     assert all(math.isfinite(v) for k, v in metrics.items() if k.startswith("loss/"))
     if watch:
         assert Watch.latest.autocast

@@ -159,5 +159,3 @@ def test_direct_updates_only_where_nothing_can_tell(change, tmp_path):
             cfg.trainer.profiler = "simple"
             model.trainer = build_trainer(cfg, [], [])
             assert not speedups.updates_directly(model, optimizer)
-
-

@@ -34,8 +34,13 @@ def test_model_num_classes_makes_a_conditional_gan(run_train):
     """model.num_classes turns G and D conditional: G is fed the class as a one-hot vector
     beside its noise, and the run trains with finite losses."""
     metrics, output_dir = run_train(
-        ["data=ring", "model.num_classes=${data.num_classes}", *SHORT,
-         "trainer.log_every_n_steps=4"], name="cgan"
+        [
+            "data=ring",
+            "model.num_classes=${data.num_classes}",
+            *SHORT,
+            "trainer.log_every_n_steps=4",
+        ],
+        name="cgan",
     )
     assert math.isfinite(metrics["loss/g"])
     checkpoint = torch.load(output_dir / "checkpoints" / "last.ckpt", weights_only=False)
