@@ -90,10 +90,10 @@ def test_sample_writes_points_and_labels(trained, tmp_path):
     assert torch.load(out / "samples.pt")["labels"].tolist() == [i % 8 for i in range(16)]
 
 
-def test_sample_unconditional_has_no_labels(tmp_path):
-    run = short_run(tmp_path)
+def test_sample_unconditional_has_no_labels(run_train, tmp_path):
+    _, run = run_train([*SHORT, "logger=none"])
     out = tmp_path / "s"
-    result = cli(
+    result = cli_in_process(  # genlab-sample's own process: test_sample_writes_points_and_labels
         "genlab-sample",
         f"ckpt={run / 'checkpoints/last.ckpt'}",
         "n=10",
@@ -137,7 +137,7 @@ def test_bad_input_gives_one_line(overrides, expected, tmp_path):
 
 
 def test_unknown_model_lists_the_choices(tmp_path):
-    result = cli("genlab-train", "model=gann", cwd=tmp_path)
+    result = cli_in_process("genlab-train", "model=gann", cwd=tmp_path)
     assert result.returncode != 0
     assert "Could not find 'model/gann'" in result.stderr
     assert "wgan_gp" in result.stderr and "Traceback" not in result.stderr
@@ -156,7 +156,7 @@ def test_corrupt_and_foreign_checkpoints(trained, tmp_path):
     )
 
     # resuming with another model: the ring run is conditional with 8 classes, this one is not
-    result = cli(
+    result = cli_in_process(
         "genlab-train",
         f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}",
         f"paths.log_dir={tmp_path}",

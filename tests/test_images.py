@@ -15,12 +15,10 @@ from genlab.metrics import load_or_train_classifier
 
 from helpers import (
     SHORT,
-    cli,
     cli_in_process,
     compose_train,
     one_line_error,
     read_events,
-    short_run,
 )
 
 IMAGE_MODELS = ["cgan", "dcgan", "wgan", "wgan_gp", "lsgan", "acgan", "tacgan"]
@@ -157,7 +155,7 @@ def test_torchvision_mnist_from_idx_files(tmp_path, run_train):
 
 
 def test_missing_dataset_offline_says_where_it_looked(tmp_path):
-    result = cli(
+    result = cli_in_process(
         "genlab-train",
         "data=mnist",
         f"data.root={tmp_path / 'nothing'}",
@@ -248,8 +246,8 @@ def test_bad_image_inputs(tmp_path):
     assert "image_size 5 is not supported" in message
 
 
-def test_sample_images_from_a_checkpoint(tmp_path):
-    run = short_run(tmp_path, "model=cgan", "data=digits")
+def test_sample_images_from_a_checkpoint(run_train, tmp_path):
+    _, run = run_train(["model=cgan", "data=digits", *SHORT, "logger=none"])
     out = tmp_path / "samples"
     result = cli_in_process(  # genlab-sample's own process is tested in test_cli
         "genlab-sample",
@@ -266,15 +264,15 @@ def test_sample_images_from_a_checkpoint(tmp_path):
     assert saved["labels"].tolist() == [7] * 20
 
 
-def test_inception_fid_without_weights_says_what_is_missing(tmp_path):
-    result = cli(
+def test_inception_fid_without_weights_says_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    result = cli_in_process(
         "genlab-train",
         "model=dcgan",
         "data=digits",
         "debug=fdr",
         "callbacks.sample_quality.inception_fid=true",
         cwd=tmp_path,
-        env={"TORCH_HOME": str(tmp_path / "torch")},
     )
     message = one_line_error(result)
     assert "Inception" in message and (

@@ -15,7 +15,7 @@ from genlab.callbacks.guard import DivergenceGuard
 from genlab.contract import GuardReadings
 from genlab.errors import DivergenceError
 
-from helpers import BIN, TESTS, cli, final_state, one_line_error
+from helpers import BIN, TESTS, cli, cli_in_process, final_state, one_line_error
 
 SHORT = [
     "trainer.enable_progress_bar=false",
@@ -189,7 +189,7 @@ def test_a_signal_saves_a_checkpoint_and_the_run_resumes_in_its_folder(tmp_path,
 
 
 def test_ckpt_path_last_without_a_checkpoint_is_a_one_line_error(tmp_path):
-    result = cli(
+    result = cli_in_process(
         "genlab-train", "ckpt_path=last", f"hydra.run.dir={tmp_path / 'new'}", cwd=tmp_path
     )
     assert "hydra.run.dir=<run folder> ckpt_path=last" in one_line_error(result)
@@ -198,7 +198,7 @@ def test_ckpt_path_last_without_a_checkpoint_is_a_one_line_error(tmp_path):
 def test_an_unwritable_log_folder_is_a_one_line_error(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    result = cli(
+    result = cli_in_process(
         "genlab-train", f"logger.tensorboard.save_dir={blocker / 'logs'}", "debug=fdr",
         f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
     )  # fmt: skip
@@ -207,7 +207,7 @@ def test_an_unwritable_log_folder_is_a_one_line_error(tmp_path):
 
 
 def test_a_typo_in_a_key_stops_the_cli_in_one_line(tmp_path):
-    result = cli(
+    result = cli_in_process(
         "genlab-train", "+model.lr_G=1e-3", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
     )
     assert "model.lr_G is not a setting of GAN; did you mean model.lr_g?" in one_line_error(result)

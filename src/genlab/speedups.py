@@ -17,7 +17,7 @@ Each speedup:
 - is on only inside `applied(...)`, around one run's fit, and undone after it;
 - earned its place by a measured gain of at least 3% steps/s on some workload, in two
   separate runs of `bench/overhead.py --compare speedups=...`; bench/results.md, section
-  "Speedups", lists every candidate measured, the two kept and the six removed.
+  "Speedups", lists every candidate measured: these two, and six below the bar.
 
 `speedups: true` in the top config (the default) turns every one on, `speedups: false` none,
 and a list (`speedups=[no_fill]`) only the named ones.
