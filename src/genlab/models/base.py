@@ -44,16 +44,16 @@ def check_betas(name: str, betas: Sequence[float] | None) -> tuple[float, float]
     return betas
 
 
-def check_optimizer(factory: OptimizerFactory, key: str, *sources: str) -> None:
-    """The model's settings are the one source of an optimizer's learning rate and betas:
-    a factory that brings its own would silently win over them."""
+def check_optimizer(factory: OptimizerFactory, key: str, **sources: str | None) -> None:
+    """The model's settings are the one source of what it gives its optimizers (`sources`:
+    the optimizer's argument -> the model setting, e.g. lr="model.lr_g"; None where the
+    model gives none): a factory that brings its own would silently win over them."""
     given = factory.keywords if isinstance(factory, functools.partial) else {}
-    for name in ("lr", "betas"):
-        if name in given:
-            source = next((s for s in sources if s.rsplit(".", 1)[-1].startswith(name)), "")
+    for argument, source in sources.items():
+        if source is not None and argument in given:
             raise ConfigError(
-                f"{key}.{name} would override {source or 'the model'}; set {source} instead "
-                f"and drop it with ~{key}.{name}"
+                f"{key}.{argument} would override {source}; set {source} instead and drop it "
+                f"with ~{key}.{argument}"
             )
 
 

@@ -71,8 +71,10 @@ class GAN(SamplingModule):
         self.lr_d = check_lr("lr_d", lr if lr_d is None else lr_d, lr=lr)
         self.betas_g = check_betas("betas_g", betas_g)
         self.betas_d = check_betas("betas_d", betas_d)
-        check_optimizer(optimizer_g, "model.optimizer_g", "model.lr_g", "model.betas_g")
-        check_optimizer(optimizer_d, "model.optimizer_d", "model.lr_d", "model.betas_d")
+        check_optimizer(optimizer_g, "model.optimizer_g", lr="model.lr_g",
+                        betas="model.betas_g" if self.betas_g else None)  # fmt: skip
+        check_optimizer(optimizer_d, "model.optimizer_d", lr="model.lr_d",
+                        betas="model.betas_d" if self.betas_d else None)  # fmt: skip
         require(critic_steps >= 1, f"model.critic_steps must be >= 1 (got {critic_steps})")
         require(latent_dim >= 1, f"model.latent_dim must be >= 1 (got {latent_dim})")
         check_num_classes(num_classes)

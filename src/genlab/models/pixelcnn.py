@@ -39,7 +39,7 @@ class PixelCNN(LikelihoodModel):
     ) -> None:
         super().__init__()
         self.lr = check_lr("lr", lr)
-        check_optimizer(optimizer, "model.optimizer", "model.lr")
+        check_optimizer(optimizer, "model.optimizer", lr="model.lr")
         check_num_classes(num_classes)
         self.shape = tuple(shape)
         require(

@@ -51,7 +51,7 @@ class VAE(LikelihoodModel):
     ) -> None:
         super().__init__()
         self.lr = check_lr("lr", lr)
-        check_optimizer(optimizer, "model.optimizer", "model.lr")
+        check_optimizer(optimizer, "model.optimizer", lr="model.lr")
         require(latent_dim >= 1, f"model.latent_dim must be >= 1 (got {latent_dim})")
         require(beta >= 0, f"model.beta must be >= 0 (got {beta})")
         require(iwae_k >= 1, f"model.iwae_k must be >= 1 (got {iwae_k})")
