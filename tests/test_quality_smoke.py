@@ -8,8 +8,8 @@ Measured on 2026-11-30 (2-core CPU, seeds 42 / 1 / 2; the tests run seed 42):
 - mnist_mini, DCGAN of width 32, 10 epochs: fd 159 / 165 / 122 (an untrained or 3-epoch G:
   about 650), class entropy 2.16 / 1.92 / 2.03, recall 0.40 / 0.37 / 0.24;
 - mnist_mini, VAE, 8 epochs: held-out IWAE (k = 20) -123.5 / -124.2 / -122.8 nats;
-- digits edges -> digits, pix2pix of width 16, 2 epochs: PSNR 21.2 / 21.3 / 21.4 dB, label
-  kept 0.936 / 0.937 / 0.941.
+- digits edges -> digits, pix2pix of width 16, 1 epoch: PSNR 19.2 / 19.3 dB, label kept
+  0.906 / 0.912 (seeds 42 / 1; 2 epochs: 21.2 / 21.3 / 21.4 dB, 0.936 / 0.937 / 0.941).
 """
 
 import pytest
@@ -54,7 +54,6 @@ def test_vae_bound_on_held_out_digits(smoke):
 def test_pix2pix_draws_the_digit_behind_its_edges(smoke):
     metrics = smoke(
         "experiment=pix2pix_digits_edges", "model.generator.width=16",
-        "model.discriminator.width=16", "trainer.max_epochs=2",
-        "callbacks.sample_quality.every_n_epochs=2",
+        "model.discriminator.width=16", "trainer.max_epochs=1",
     )  # fmt: skip
-    assert metrics["eval/psnr"] > 20 and metrics["eval/label_kept"] > 0.9
+    assert metrics["eval/psnr"] > 18 and metrics["eval/label_kept"] > 0.85
