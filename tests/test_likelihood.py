@@ -222,8 +222,12 @@ def test_pixelcnn_held_out_bits_per_dim():
         ["model=vae"],
         ["model=cvae"],
         ["model=ae"],
-        ["model=beta_vae", "model.net=conv", "data.image_size=28",
-         "callbacks.sample_quality.classifier_epochs=1"],  # a classifier for 28-pixel digits
+        [
+            "model=beta_vae",
+            "model.net=conv",
+            "data.image_size=28",
+            "callbacks.sample_quality.classifier_epochs=1",
+        ],  # a classifier for 28-pixel digits
         ["model=vae", "model.likelihood=gaussian", "data.binarize=false"],
         ["model=pixelcnn", "model.net.hidden=8", "model.net.num_blocks=1"],
         [
