@@ -1,11 +1,28 @@
 """The benchmark harness runs end to end (its speed is measured by `make bench`, not here)."""
 
+import contextlib
+import io
 import re
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
+from hydra.core.global_hydra import GlobalHydra
+
 ROOT = Path(__file__).parent.parent
+
+
+def run_script(name: str, *args: str) -> str:
+    """`python bench/NAME ARGS` in this process (no interpreter start); its stdout."""
+    out, argv, path = io.StringIO(), sys.argv, list(sys.path)
+    try:
+        sys.argv = [str(ROOT / "bench" / name), *args]
+        with contextlib.redirect_stdout(out):
+            runpy.run_path(sys.argv[0], run_name="__main__")
+    finally:
+        sys.argv, sys.path[:] = argv, path
+        GlobalHydra.instance().clear()
+    return out.getvalue()
 
 
 def tables(text: str) -> list[list[list[str]]]:
@@ -24,11 +41,7 @@ def tables(text: str) -> list[list[list[str]]]:
 
 def test_overhead_quick_runs_both_loops_with_finite_losses(tmp_path):
     out = tmp_path / "results.md"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "overhead.py"), "--quick", "--out", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_script("overhead.py", "--quick", "--out", str(out))
     text = out.read_text()
     assert "<!-- overhead-cpu -->" in text and "Machine:" in text
     ratios, split = tables(text)
@@ -65,14 +78,11 @@ def test_a_benchmark_rewrites_its_own_section_and_keeps_the_others(tmp_path):
 
 
 def test_compare_alternates_genlab_with_and_without_overrides(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "overhead.py"), "--quick", "--only", "VAE",
-         "--compare", "model.optimizer.fused=null", "--out",
-         str(tmp_path / "untouched.md")],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    stdout = run_script(
+        "overhead.py", "--quick", "--only", "VAE", "--compare", "model.optimizer.fused=null",
+        "--out", str(tmp_path / "untouched.md"),
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    (line,) = [line for line in result.stdout.splitlines() if "default / with" in line]
+    (line,) = [line for line in stdout.splitlines() if "default / with" in line]
     default, changed = (float(v) for v in re.findall(r"([\d.]+) steps/s", line))
     assert default > 0 and changed > 0, line
     assert re.search(r"rounds \[[\d.]+\] vs \[[\d.]+\]", line), line  # --quick: one round
@@ -84,11 +94,7 @@ def test_floor_quick_times_lightning_and_the_loop_for_each_update_count(tmp_path
     (the bench itself checks that each batch took that many steps), and with --parts what
     genlab's logger, progress bar, guard and run record add to it."""
     out = tmp_path / "results.md"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "floor.py"), "--quick", "--parts", "--out", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_script("floor.py", "--quick", "--parts", "--out", str(out))
     text = out.read_text()
     assert "<!-- floor-cpu -->" in text and "40 batches an epoch" in text
     rows = [line.strip("|").split("|") for line in text.splitlines() if re.match(r"\| \d", line)]

@@ -47,8 +47,13 @@ def test_every_required_option_exists():
     assert {"tensorboard", "csv", "none"} <= set(options("logger"))
 
 
+SETTING_GROUPS = ["model", "data", "trainer", "callbacks", "logger"]
+
+
 @pytest.mark.parametrize("group, option", CASES, ids=[f"{g}={o}" for g, o in CASES])
-def test_option_composes(group, option, tmp_path):
+def test_option_composes_and_passes_the_settings_check(group, option, tmp_path):
+    """Every option composes, is the one chosen, and every key of it is a setting of its
+    target (the typo check must not reject a config genlab ships)."""
     cfg = compose_train([f"{group}={option}"], tmp_path)
     assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
     if group == "hydra":  # genlab's settings of Hydra itself
@@ -56,6 +61,9 @@ def test_option_composes(group, option, tmp_path):
         assert cfg.hydra.callbacks.report._target_ == "genlab.report.SweepReport"
     else:
         assert cfg.hydra.runtime.choices[group] == option
+    for name in SETTING_GROUPS:
+        if cfg.get(name):
+            check_settings(cfg[name], name)
 
 
 # every data option but those that repeat another's code path and shapes for the models:
@@ -236,19 +244,6 @@ def test_run_folders_are_told_apart_below_the_second(tmp_path):
     assert re.fullmatch(
         r"outputs/multirun/\d{4}-\d{2}-\d{2}/\d{2}-\d{2}-\d{2}-\d{6}", cfg.hydra.sweep.dir
     )
-
-
-SETTING_GROUPS = ["model", "data", "trainer", "hardware", "logger", "callbacks", "experiment"]
-SETTING_CASES = [(g, o) for g in SETTING_GROUPS for o in options(g)]
-
-
-@pytest.mark.parametrize("group, option", SETTING_CASES, ids=[f"{g}={o}" for g, o in SETTING_CASES])
-def test_every_shipped_config_passes_the_settings_check(group, option, tmp_path):
-    """The typo check must not reject a config genlab ships."""
-    cfg = compose_train([f"{group}={option}"], tmp_path)
-    for name in ("model", "data", "trainer", "callbacks", "logger"):
-        if cfg.get(name):
-            check_settings(cfg[name], name)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ Measured on 2026-11-30 (2-core CPU, seeds 42 / 1 / 2; the tests run seed 42):
   about 650), class entropy 2.16 / 1.92 / 2.03, recall 0.40 / 0.37 / 0.24;
 - mnist_mini, VAE, 8 epochs: held-out IWAE (k = 20) -123.5 / -124.2 / -122.8 nats;
 - digits edges -> digits, pix2pix of width 16, 1 epoch: PSNR 19.2 / 19.3 dB, label kept
-  0.906 / 0.912 (seeds 42 / 1; 2 epochs: 21.2 / 21.3 / 21.4 dB, 0.936 / 0.937 / 0.941).
+  0.883 / 0.890 by a digit classifier trained for 5 epochs (which reads 0.956 / 0.958 of the
+  real digits; seeds 42 / 1).
 """
 
 import pytest
@@ -55,5 +56,6 @@ def test_pix2pix_draws_the_digit_behind_its_edges(smoke):
     metrics = smoke(
         "experiment=pix2pix_digits_edges", "model.generator.width=16",
         "model.discriminator.width=16", "trainer.max_epochs=1",
+        "callbacks.sample_quality.classifier_epochs=5",
     )  # fmt: skip
-    assert metrics["eval/psnr"] > 18 and metrics["eval/label_kept"] > 0.85
+    assert metrics["eval/psnr"] > 18 and metrics["eval/label_kept"] > 0.8
