@@ -30,7 +30,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 
+import lightning as L
 import torch
+from lightning.pytorch.core.optimizer import LightningOptimizer
+from lightning.pytorch.plugins.precision import MixedPrecision, Precision
+from lightning.pytorch.profilers import PassThroughProfiler
+from lightning.pytorch.strategies import SingleDeviceStrategy
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from packaging.version import Version
 
 from genlab.errors import ConfigError
@@ -74,8 +80,6 @@ def updates_directly(module, optimizer) -> bool:
     the update skips them; `step` keeps Lightning's step count. Decided once per trainer."""
     if "direct_updates" not in ACTIVE:
         return False
-    from lightning.pytorch.core.optimizer import LightningOptimizer
-
     trainer = module._trainer
     if trainer is None or not isinstance(optimizer, LightningOptimizer):
         return False
@@ -88,12 +92,6 @@ def updates_directly(module, optimizer) -> bool:
 
 
 def _nothing_listens(module, trainer) -> bool:
-    import lightning as L
-    from lightning.pytorch.plugins.precision import MixedPrecision, Precision
-    from lightning.pytorch.profilers import PassThroughProfiler
-    from lightning.pytorch.strategies import SingleDeviceStrategy
-    from lightning.pytorch.utilities.model_helpers import is_overridden
-
     precision = trainer.precision_plugin
     return (
         not module.automatic_optimization

@@ -24,10 +24,8 @@ OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
 
 
-def check_lr(name: str, value: float, lr: float | None = None) -> float:
-    """A learning rate must be > 0 (and so must the `lr` it follows when it is not set)."""
-    if lr is not None and name != "lr":
-        check_lr("lr", lr)
+def check_lr(name: str, value: float) -> float:
+    """A learning rate must be > 0."""
     require(value > 0, f"model.{name} must be > 0 (got {value}); try model.{name}=2e-4")
     return float(value)
 

@@ -67,8 +67,9 @@ class GAN(SamplingModule):
         augment: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
-        self.lr_g = check_lr("lr_g", lr if lr_g is None else lr_g, lr=lr)
-        self.lr_d = check_lr("lr_d", lr if lr_d is None else lr_d, lr=lr)
+        check_lr("lr", lr)  # first: lr_g and lr_d follow it unless set
+        self.lr_g = check_lr("lr_g", lr if lr_g is None else lr_g)
+        self.lr_d = check_lr("lr_d", lr if lr_d is None else lr_d)
         self.betas_g = check_betas("betas_g", betas_g)
         self.betas_d = check_betas("betas_d", betas_d)
         check_optimizer(optimizer_g, "model.optimizer_g", lr="model.lr_g",

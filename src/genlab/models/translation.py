@@ -100,8 +100,9 @@ class ImageTranslation(GenerativeModule):
         super().__init__()
         self.lr = check_lr("lr", lr)
         self.betas = check_betas("betas", betas)
-        check_optimizer(optimizer_g, "model.optimizer_g", lr="model.lr", betas="model.betas")
-        check_optimizer(optimizer_d, "model.optimizer_d", lr="model.lr", betas="model.betas")
+        betas_source = "model.betas" if self.betas else None  # null: the factory's own
+        check_optimizer(optimizer_g, "model.optimizer_g", lr="model.lr", betas=betas_source)
+        check_optimizer(optimizer_d, "model.optimizer_d", lr="model.lr", betas=betas_source)
         require(adv_weight > 0, f"model.adv_weight must be > 0 (got {adv_weight})")
         require(
             decay_start_epoch is None or decay_start_epoch >= 0,

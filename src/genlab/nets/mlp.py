@@ -101,6 +101,21 @@ def leaky_relu() -> nn.Module:
     return nn.LeakyReLU(0.2)
 
 
+def sample_mlp(
+    in_shape: Sequence[int] | int,
+    out_features: int,
+    hidden_dims: Sequence[int],
+    num_classes: int,
+    activation: Callable[[], nn.Module],
+    dropout: float,
+) -> nn.Sequential:
+    """The MLP of the encoders and discriminators: a flattened sample of `in_shape` and its
+    one-hot label (`with_one_hot`) in, `out_features` numbers out."""
+    in_shape = tuple(in_shape) if isinstance(in_shape, Sequence) else (int(in_shape),)
+    _check_sizes(1, hidden_dims, num_classes)
+    return mlp(prod(in_shape) + num_classes, hidden_dims, out_features, activation, dropout=dropout)
+
+
 class MLPEncoder(nn.Module):
     """A sample (and a label) -> `out_features` numbers: a VAE's encoder."""
 
@@ -114,13 +129,8 @@ class MLPEncoder(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        in_shape = tuple(in_shape) if isinstance(in_shape, Sequence) else (int(in_shape),)
-        _check_sizes(1, hidden_dims, num_classes)
-        self.in_shape = in_shape
         self.num_classes = num_classes
-        self.net = mlp(
-            prod(in_shape) + num_classes, hidden_dims, out_features, activation, dropout=dropout
-        )
+        self.net = sample_mlp(in_shape, out_features, hidden_dims, num_classes, activation, dropout)
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         return self.net(with_one_hot(x.flatten(1), labels, self.num_classes))
@@ -138,10 +148,8 @@ class MLPDiscriminator(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        in_shape = tuple(in_shape) if isinstance(in_shape, Sequence) else (int(in_shape),)
-        _check_sizes(1, hidden_dims, num_classes)
         self.num_classes = num_classes
-        self.net = mlp(prod(in_shape) + num_classes, hidden_dims, 1, activation, dropout=dropout)
+        self.net = sample_mlp(in_shape, 1, hidden_dims, num_classes, activation, dropout)
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> DiscriminatorOutput:
         score = self.net(with_one_hot(x.flatten(1), labels, self.num_classes))
