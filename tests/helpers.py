@@ -6,6 +6,8 @@ PYTHONPATH, e.g. `+callbacks.stop._target_=helpers.StopAfterEpochs`)."""
 import contextlib
 import io
 import os
+import signal
+import signal as signals
 import subprocess
 import sys
 from pathlib import Path
@@ -200,7 +202,7 @@ class PoisonWeights(L.Callback):
 
 
 class InterruptAtBatch(L.Callback):
-    """Presses Ctrl-C (raises KeyboardInterrupt) before batch `batch` of epoch `epoch`."""
+    """Presses Ctrl-C (sends SIGINT to its own process) before batch `batch` of epoch `epoch`."""
 
     def __init__(self, epoch: int, batch: int) -> None:
         self.epoch = epoch
@@ -208,4 +210,45 @@ class InterruptAtBatch(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         if trainer.current_epoch == self.epoch and batch_idx == self.batch:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+class SignalAt(L.Callback):
+    """Sends a real signal to its own process at one point of training: `batch` (before
+    batch `batch` of epoch `epoch` runs), `last_batch` (after the epoch's last batch), `eval`
+    (at the epoch's end, before the evaluation and the checkpoints) or `next_epoch` (as
+    epoch `epoch` + 1 starts). The handler runs where the signal lands, as it would for a
+    signal from outside. `mid_batch`: between D's and G's updates of batch `batch`."""
+
+    def __init__(self, point: str, epoch: int, signal: str = "SIGTERM", batch: int = 3) -> None:
+        self.point = point
+        self.epoch = epoch
+        self.batch = batch
+        self.signal = signal
+        self.batch_idx = -1
+        self.steps = 0
+
+    def send(self, trainer: L.Trainer, point: str) -> None:
+        if point == self.point and trainer.current_epoch == self.epoch:
+            os.kill(os.getpid(), getattr(signals, self.signal))
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        self.batch_idx, self.steps = batch_idx, 0
+        if batch_idx == self.batch:
+            self.send(trainer, "batch")
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.steps += 1
+        if self.batch_idx == self.batch and self.steps == 2:  # G's step, after D's
+            self.send(trainer, "mid_batch")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if batch_idx + 1 == trainer.num_training_batches:
+            self.send(trainer, "last_batch")
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.send(trainer, "eval")
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch + 1 and self.point == "next_epoch":
+            os.kill(os.getpid(), getattr(signals, self.signal))

@@ -15,7 +15,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from genlab.errors import GenlabError
-from genlab.report import find_sweep, report
+from genlab.report import find_sweep, latest_record, main, report
 from genlab.sweeps import job_name
 
 from helpers import BIN, cli, one_line_error
@@ -114,21 +114,43 @@ def test_a_failed_job_is_reported_and_the_sweep_goes_on(tmp_path):
     assert "failed: model.lr must be > 0" in text
 
 
+def write_job(
+    folder: Path, overrides: list[str], metrics: dict | None = None, record: str = ".hydra"
+) -> Path:
+    """A hand-made run folder: its record's overrides.yaml (in `record`, e.g.
+    `.hydra/attempt-2` for a resume), and a completed metrics.json unless `metrics` is None
+    (a job still running or killed)."""
+    (folder / record).mkdir(parents=True, exist_ok=True)
+    (folder / record / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if metrics is not None:
+        (folder / "metrics.json").write_text(
+            json.dumps({"status": "completed", "metrics": metrics})
+        )
+    return folder
+
+
+def write_sweep(sweep: Path, jobs: dict[str, tuple[list[str], dict | None]]) -> Path:
+    """A hand-made sweep folder: multirun.yaml and one job folder per entry."""
+    for name, (overrides, metrics) in jobs.items():
+        write_job(sweep / name, overrides, metrics)
+    (sweep / "multirun.yaml").write_text("{}")
+    return sweep
+
+
 def test_report_marks_best_values_and_missing_jobs(tmp_path):
     """On a hand-made sweep folder: maximized and minimized metrics, a job still running."""
     sweep = tmp_path / "sweep"
     values = {"0_model.lr=1": (0.5, 0.9), "1_model.lr=2": (0.2, 0.7), "2_model.lr=3": None}
-    for name, metrics in values.items():
-        (sweep / name / ".hydra").mkdir(parents=True)
-        lr = name.split("=")[1]
-        (sweep / name / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"model.lr={lr}"]))
-        if metrics:
-            record = {
-                "status": "completed",
-                "metrics": dict(zip(["eval/fd", "eval/recall"], metrics, strict=True)),
-            }
-            (sweep / name / "metrics.json").write_text(json.dumps(record))
-    (sweep / "multirun.yaml").write_text("{}")
+    write_sweep(
+        sweep,
+        {
+            name: (
+                [f"model.lr={name.split('=')[1]}"],
+                metrics and dict(zip(["eval/fd", "eval/recall"], metrics, strict=True)),
+            )
+            for name, metrics in values.items()
+        },
+    )
     _, table, written = report(tmp_path, metric="eval/fd")
     assert [row[0] for row in table.rows] == ["1_model.lr=2", "0_model.lr=1", "2_model.lr=3"]
     assert table.rows[2][1] == "missing"
@@ -140,11 +162,104 @@ def test_report_marks_best_values_and_missing_jobs(tmp_path):
     assert sweep / "report.csv" in written
 
 
+NOT_A_SWEEP = "is not a sweep folder (no multirun.yaml) and holds no sweep; pass the folder a -m"
+
+
 def test_report_without_a_sweep_is_a_one_line_error(tmp_path):
-    with pytest.raises(GenlabError, match="no sweep found"):
+    with pytest.raises(GenlabError, match=r"is not a sweep folder \(no multirun.yaml\)"):
         find_sweep(tmp_path)
     result = cli("genlab-report", str(tmp_path), cwd=tmp_path)
-    assert "no sweep found" in one_line_error(result)
+    assert one_line_error(result).startswith(f"genlab-report: error: {tmp_path} {NOT_A_SWEEP}")
+
+
+def report_exit(path: Path, capsys) -> tuple[int, str]:
+    """`genlab-report PATH` in this process, expected to stop: its exit status and stderr."""
+    with pytest.raises(SystemExit) as stopped:
+        main([str(path)])
+    return stopped.value.code, capsys.readouterr().err
+
+
+def test_a_folder_of_single_runs_is_refused_and_nothing_is_written(tmp_path, capsys):
+    """Single runs placed directly under outputs/ are not the jobs of one sweep."""
+    outputs = tmp_path / "outputs"
+    write_job(outputs / "moons", ["model.lr=1e-3"], {"eval/fd": 0.1})
+    write_job(outputs / "ring", ["model=wgan_gp", "data=ring"], {"eval/fd": 0.2})
+    write_job(outputs / "resumed", ["model.lr=1e-3", "ckpt_path=last"], {"eval/fd": 0.3})
+    for folder in (outputs, outputs / "moons"):  # the folder of runs, and one run's folder
+        status, err = report_exit(folder, capsys)
+        assert status == 2
+        assert err.startswith(f"genlab-report: error: {folder} {NOT_A_SWEEP} run printed, e.g. ")
+        assert err.endswith("outputs/multirun/<date>/<time>\n") and err.count("\n") == 1
+    assert sorted(p.name for p in outputs.rglob("report*")) == []
+
+
+def test_the_newest_sweep_below_a_folder_is_reported(tmp_path, capsys):
+    outputs = tmp_path / "outputs"
+    write_job(outputs / "single", ["model.lr=1"], {"eval/fd": 0.1})  # not a sweep's job
+    older, newer = (
+        write_sweep(
+            outputs / "multirun" / "2026-11-22" / time,
+            {f"{i}_model.lr={i}": ([f"model.lr={i}"], {"eval/fd": 1.0 + i}) for i in range(2)},
+        )
+        for time in ("10-00-00", "09-00-00")  # the folder names do not say which is newer
+    )
+    os.utime(older / "multirun.yaml", (1_000_000, 1_000_000))
+    assert find_sweep(outputs) == newer
+    assert find_sweep(older) == older  # a sweep folder itself
+    main([str(outputs)])
+    out = capsys.readouterr().out
+    assert f"Sweep: {newer}" in out and out.count("completed") == 2
+    assert (newer / "report.md").is_file() and not (older / "report.md").exists()
+    assert not (outputs / "report.md").exists()
+
+
+def test_a_job_with_an_extra_override_or_no_metrics_is_reported(tmp_path):
+    """One job resumed with ckpt_path (which the others lack), one without metrics.json."""
+    sweep = write_sweep(
+        tmp_path / "sweep",
+        {
+            "0_model.lr=1": (["model.lr=1"], {"eval/fd": 0.5}),
+            "1_model.lr=2": (["model.lr=2", "ckpt_path=last"], {"eval/fd": 0.2}),
+            "2_model.lr=3": (["model.lr=3"], None),
+        },
+    )
+    _, table, written = report(sweep, metric="eval/fd")
+    header = table.header
+    assert header[:4] == ["job", "status", "ckpt_path", "model.lr"]
+    rows = {row[0]: row for row in table.rows}
+    assert rows["1_model.lr=2"][1:4] == ["completed", "last", "2"]
+    assert rows["0_model.lr=1"][1:4] == ["completed", "", "1"]
+    assert rows["2_model.lr=3"][1] == "missing"
+    assert {sweep / "report_ckpt_path.png", sweep / "report_model.lr.png"} <= set(written)
+
+
+def test_the_latest_attempt_of_a_job_is_read(tmp_path):
+    """A job resumed twice: its record in .hydra/attempt-10/ (not attempt-2, which sorts
+    after it as text) holds the overrides and config that the report reads."""
+    sweep = write_sweep(
+        tmp_path / "sweep",
+        {
+            "0_seed=0": (["seed=0"], {"eval/fd": 0.1, "eval/recall": 0.2}),
+            "1_seed=1": (["seed=1"], {"eval/fd": 0.3, "eval/recall": 0.4}),
+        },
+    )
+    resumed = sweep / "1_seed=1"
+    (resumed / ".hydra" / "config.yaml").write_text("optimized_metric: eval/fd\n")
+    for attempt, epochs, metric in ((2, 20, "eval/fd"), (10, 40, "eval/recall")):
+        record = f".hydra/attempt-{attempt}"
+        write_job(
+            resumed, ["seed=1", "ckpt_path=last", f"trainer.max_epochs={epochs}"], None, record
+        )
+        (resumed / record / "config.yaml").write_text(f"optimized_metric: {metric}\n")
+    (resumed / ".hydra" / "attempt-11").mkdir()  # being written: no overrides.yaml yet
+    assert latest_record(resumed) == resumed / ".hydra" / "attempt-10"
+    assert latest_record(sweep / "0_seed=0") == sweep / "0_seed=0" / ".hydra"
+    _, table, _ = report(sweep)
+    rows = {row[0]: dict(zip(table.header, row, strict=True)) for row in table.rows}
+    assert rows["1_seed=1"]["trainer.max_epochs"] == "40"
+    assert rows["1_seed=1"]["ckpt_path"] == "last"
+    # sorted by the latest config's optimized_metric, eval/recall (higher is better)
+    assert [row[0] for row in table.rows] == ["1_seed=1", "0_seed=0"]
 
 
 def test_job_names_show_the_swept_values_and_are_folder_safe(tmp_path):

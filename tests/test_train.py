@@ -194,10 +194,10 @@ def test_resume_continues_the_epoch_count(run_train):
     _, first = run_train(["data=ring", *SHORT], name="first")
     checkpoint = first / "checkpoints" / "last.ckpt"
     assert torch.load(checkpoint, weights_only=False)["global_step"] == 32
-    _, second = run_train(
-        ["data=ring", *SHORT, "trainer.max_epochs=3", f"ckpt_path={checkpoint}"], name="second"
-    )
-    resumed = json.loads((second / "metrics.json").read_text())
+    # the checkpoint belongs to a run: it is resumed in that run's folder, from its record
+    _, second = run_train(["trainer.max_epochs=3", f"ckpt_path={checkpoint}"], name="second")
+    assert not (second / "metrics.json").exists()
+    resumed = json.loads((first / "metrics.json").read_text())
     assert resumed["epochs"] == 3
     # two optimizer steps per batch (D then G): 3 epochs x 8 batches x 2
     assert resumed["global_step"] == 48

@@ -119,13 +119,17 @@ def tuning_file(cfg: DictConfig) -> Path | None:
 def tuning_changes(cfg: DictConfig) -> list[str]:
     """What the run's tuning file changed, as `key old -> new`: the run's config against
     the same command with `tuning=none`."""
-    overrides = [*HydraConfig.get().overrides.task, "tuning=none"]
-    if GlobalHydra.instance().is_initialized():
-        untuned = compose("train", overrides=overrides)
-    else:
-        with initialize_config_module("genlab.conf", version_base="1.3"):
-            untuned = compose("train", overrides=overrides)
+    untuned = compose_again([*HydraConfig.get().overrides.task, "tuning=none"])
     return differences(plain(untuned), plain(cfg))
+
+
+def compose_again(overrides: list[str]) -> DictConfig:
+    """The task config `genlab-train OVERRIDES` composes (without Hydra's node), from inside
+    a run (Hydra is initialized) or outside one (tests that call `train()`)."""
+    if GlobalHydra.instance().is_initialized():
+        return compose("train", overrides=overrides)
+    with initialize_config_module("genlab.conf", version_base="1.3"):
+        return compose("train", overrides=overrides)
 
 
 def report_tuning(cfg: DictConfig) -> None:

@@ -3,9 +3,12 @@
 genlab-report outputs/multirun/2026-11-22/10-00-00-000000   # one sweep
 genlab-report outputs                                         # the newest sweep in there
 
-Reads each job's `.hydra/overrides.yaml`, `metrics.json` and TensorBoard events; writes
-`report.md`, `report.csv` and PNGs (metrics against each swept parameter, the loss curves
-of every job, the final samples side by side) into the sweep folder, and prints the table.
+A sweep folder is one that holds Hydra's `multirun.yaml`, its jobs in the folders under it;
+any other folder is refused unless sweeps lie below it. Reads each job's overrides and config
+from the record of its latest start (`.hydra/`, or `.hydra/attempt-N/` after resumes), its
+`metrics.json` and TensorBoard events; writes `report.md`, `report.csv` and PNGs (metrics
+against each swept parameter, the loss curves of every job, the final samples side by side)
+into the sweep folder, and prints the table.
 """
 
 import argparse
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import yaml
 from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
 
 from genlab.errors import GenlabError, require
 
@@ -48,16 +52,29 @@ def maximized(metric: str) -> bool:
     return name in MAXIMIZED or name.startswith("iwae_k")
 
 
+def is_sweep(folder: Path) -> bool:
+    """A sweep folder holds Hydra's `multirun.yaml` (written when the sweep starts), its jobs
+    in the folders under it."""
+    return (folder / "multirun.yaml").is_file()
+
+
 def find_sweep(path: Path) -> Path:
-    """The sweep folder itself, or the newest sweep under `path` (e.g. `outputs/`)."""
+    """The sweep folder itself, or the newest sweep under `path` (e.g. `outputs/`). Any
+    other folder (a single run's, a folder of single runs) is refused: its runs are not
+    jobs of one sweep."""
     require(path.exists(), f"{path} does not exist; pass a multirun folder or outputs/")
-    if job_folders(path):
+    if is_sweep(path):
+        require(
+            bool(job_folders(path)),
+            f"{path} is a sweep folder but holds no job folders yet (no */.hydra/overrides.yaml)",
+        )
         return path
     sweeps = [p.parent for p in path.rglob("multirun.yaml")]
     sweeps = [s for s in sweeps if job_folders(s)]
     require(
         bool(sweeps),
-        f"no sweep found in {path}; run one first (genlab-train -m ...) or pass its folder",
+        f"{path} is not a sweep folder (no multirun.yaml) and holds no sweep; pass the folder "
+        "a -m run printed, e.g. outputs/multirun/<date>/<time>",
     )
     return max(sweeps, key=lambda s: (s / "multirun.yaml").stat().st_mtime)
 
@@ -67,8 +84,20 @@ def job_folders(sweep: Path) -> list[Path]:
     return sorted(jobs, key=lambda p: (len(p.name), p.name))
 
 
+def latest_record(job: Path) -> Path:
+    """The record of the job's latest start: `.hydra/attempt-N/` with the highest N (each
+    resume writes one), else `.hydra/` (the first start)."""
+    first = job / ".hydra"
+    attempts = [
+        (int(p.name.split("-", 1)[1]), p)
+        for p in first.glob("attempt-*")
+        if p.name.split("-", 1)[1].isdigit() and (p / "overrides.yaml").is_file()
+    ]
+    return max(attempts)[1] if attempts else first
+
+
 def read_overrides(job: Path) -> dict[str, str]:
-    items = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
+    items = yaml.safe_load((latest_record(job) / "overrides.yaml").read_text()) or []
     pairs = (str(item).split("=", 1) for item in items if "=" in str(item))
     return {key.lstrip("+~"): value for key, value in pairs}
 
@@ -103,7 +132,7 @@ def swept_parameters(jobs: list[Job]) -> list[str]:
 
 def optimized_metric(sweep: Path, jobs: list[Job]) -> str | None:
     for job in jobs:
-        config = job.folder / ".hydra" / "config.yaml"
+        config = latest_record(job.folder) / "config.yaml"
         if config.is_file():
             name = (yaml.safe_load(config.read_text()) or {}).get("optimized_metric")
             if name:
@@ -210,6 +239,17 @@ def as_number(value: str) -> float | None:
         return None
 
 
+def setting(job: Job, key: str) -> str:
+    """The job's value of an override; "default" where the job did not override it."""
+    return job.overrides.get(key, "default")
+
+
+def value_order(value: str) -> tuple:
+    """Numbers in increasing order, then words."""
+    number = as_number(value)
+    return (number is None, number or 0.0, value)
+
+
 def plot_metrics(sweep: Path, jobs: list[Job], params: list[str], metrics: list[str]) -> list[Path]:
     """One PNG per swept parameter: each metric against it, one line per setting of the other
     parameters."""
@@ -224,18 +264,18 @@ def plot_metrics(sweep: Path, jobs: list[Job], params: list[str], metrics: list[
         cols = min(3, len(metrics)) or 1
         rows = max(1, math.ceil(len(metrics) / cols))
         fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-        values = [job.overrides.get(param, "") for job in done]
+        values = [setting(job, param) for job in done]
         numeric = all(as_number(v) is not None for v in values)
-        order = sorted(set(values), key=lambda v: as_number(v) if numeric else v)
+        order = sorted(set(values), key=value_order)
         for ax, metric in zip(axes.flat, metrics, strict=False):
             groups: dict[str, list[Job]] = {}
             for job in done:
-                label = ",".join(f"{p}={job.overrides.get(p, '')}" for p in others)
+                label = ",".join(f"{p}={setting(job, p)}" for p in others)
                 groups.setdefault(label, []).append(job)
             for label, members in sorted(groups.items()):
-                members = sorted(members, key=lambda j: order.index(j.overrides.get(param, "")))
+                members = sorted(members, key=lambda j: order.index(setting(j, param)))
                 xs = [
-                    as_number(j.overrides[param]) if numeric else order.index(j.overrides[param])
+                    as_number(setting(j, param)) if numeric else order.index(setting(j, param))
                     for j in members
                 ]
                 ys = [j.metrics.get(metric, math.nan) for j in members]
@@ -297,9 +337,7 @@ def plot_losses(sweep: Path, jobs: list[Job], params: list[str]) -> Path | None:
 
 
 def job_label(job: Job, params: list[str]) -> str:
-    return (
-        ",".join(f"{p.rsplit('.', 1)[-1]}={job.overrides.get(p, '')}" for p in params) or job.name
-    )
+    return ",".join(f"{p.rsplit('.', 1)[-1]}={setting(job, p)}" for p in params) or job.name
 
 
 def plot_samples(sweep: Path, jobs: list[Job], params: list[str]) -> Path | None:
@@ -360,7 +398,14 @@ def report(path: Path, metric: str | None = None) -> tuple[Path, Table, list[Pat
 
 
 class SweepReport(Callback):
-    """A Hydra callback: prints and writes the report when a multirun ends."""
+    """A Hydra callback: prints and writes the report when a multirun ends. It also writes
+    the sweep's `multirun.yaml` as the multirun starts, as Hydra's basic sweeper does (and
+    then writes again), so that every sweep folder holds one, the Optuna sweeper's too."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        sweep.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(config, sweep / "multirun.yaml")
 
     def on_multirun_end(self, config, **kwargs) -> None:
         try:

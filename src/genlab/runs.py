@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from importlib import metadata
@@ -14,48 +15,78 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
-from genlab.errors import CheckpointError, ConfigError, require
+from genlab.errors import ConfigError
 from genlab.sweeps import hydra_choices
 
 log = logging.getLogger(__name__)
 
 
-def resolve_resume(cfg: DictConfig) -> None:
-    """`ckpt_path=last` means this run folder's checkpoints/last.ckpt. A checkpoint inside
-    another run's `checkpoints/` resumes that run in its own folder: same TensorBoard run,
-    same samples/ and metrics.json."""
-    ckpt_path = cfg.get("ckpt_path")
-    if not ckpt_path:
-        return
-    output_dir = Path(cfg.paths.output_dir)
-    if str(ckpt_path) == "last":
-        path = output_dir / "checkpoints" / "last.ckpt"
-        require(
-            path.is_file(),
-            f"ckpt_path=last found no {path}; resume a run in its folder with "
-            f"hydra.run.dir=<run folder> ckpt_path=last, or pass the .ckpt file",
-            CheckpointError,
-        )
+RECORD = ".hydra"  # the record of the run's first start; later ones in .hydra/attempt-N/
+
+
+def first_record(folder: Path) -> Path:
+    return folder / RECORD
+
+
+def attempt_records(folder: Path) -> list[Path]:
+    """The record folders of every start of the run in `folder`, oldest first."""
+    first = first_record(folder)
+    if not (first / "config.yaml").is_file():
+        return []
+    later = sorted(
+        (p for p in first.glob("attempt-*") if p.name.split("-", 1)[1].isdigit()),
+        key=lambda p: int(p.name.split("-", 1)[1]),
+    )
+    return [first, *later]
+
+
+def latest_record(folder: Path) -> Path:
+    """The record of the run's latest start (`.hydra/` or `.hydra/attempt-N/`)."""
+    records = attempt_records(folder)
+    return records[-1] if records else first_record(folder)
+
+
+def write_record(folder: Path, cfg: DictConfig, overrides: list[str] | None = None) -> Path:
+    """Record this start as Hydra itself would: config.yaml, the overrides that compose it
+    (overrides.yaml; a resume's are the run's own with its allowed changes) and Hydra's
+    settings with the command line as typed (hydra.yaml), in `.hydra/` for the first start
+    and `.hydra/attempt-N/` for each later one. Nothing earlier is rewritten; the
+    metrics.json that the previous start ended with is kept in that start's record."""
+    earlier = attempt_records(folder)
+    record = (
+        first_record(folder)
+        if not earlier
+        else first_record(folder) / f"attempt-{len(earlier) + 1}"
+    )
+    previous_metrics = folder / "metrics.json"
+    if earlier and previous_metrics.is_file() and not (earlier[-1] / "metrics.json").exists():
+        shutil.copy2(previous_metrics, earlier[-1] / "metrics.json")
+    record.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, record / "config.yaml")
+    if HydraConfig.initialized():
+        hydra = HydraConfig.get()
+        OmegaConf.save(OmegaConf.create({"hydra": hydra}), record / "hydra.yaml")
+        typed = list(hydra.overrides.task)
     else:
-        path = Path(ckpt_path)
-    run = path.resolve().parent.parent
-    with open_dict(cfg):
-        cfg.ckpt_path = str(path)
-        if path.parent.name == "checkpoints" and (run / ".hydra").is_dir():
-            if run != output_dir.resolve():
-                log.info("resuming %s in its own folder %s", path, run)
-            cfg.paths.output_dir = str(run)
+        typed = []
+    OmegaConf.save(
+        OmegaConf.create(typed if overrides is None else overrides), record / "overrides.yaml"
+    )
+    return record
 
 
-def check_fresh_output(cfg: DictConfig, output_dir: Path) -> None:
-    """Never overwrite a finished run: a rerun into the same folder must resume it."""
-    if (output_dir / "metrics.json").is_file() and not cfg.get("ckpt_path"):
+def check_fresh_output(folder: Path) -> None:
+    """A new run never writes into another run's folder: a rerun must resume it."""
+    taken = [name for name in (RECORD, "metrics.json", "checkpoints") if (folder / name).exists()]
+    if taken:
         raise ConfigError(
-            f"{output_dir} already holds a finished run; choose a new hydra.run.dir "
-            f"(hydra.sweep.dir for -m) or resume it with ckpt_path=..."
+            f"{folder} already holds a run ({taken[0]}); resume it with "
+            f"hydra.run.dir={folder} ckpt_path=last, or choose a new hydra.run.dir "
+            f"(hydra.sweep.dir for -m)"
         )
 
 
@@ -99,6 +130,12 @@ def write_metrics(path: Path, status: str, metrics: dict[str, float], **extra: A
         "metrics": {k: (v if math.isfinite(v) else str(v)) for k, v in metrics.items()},
     }
     path.write_text(json.dumps(payload | extra, indent=2) + "\n")
+
+
+def recorded_metrics(folder: Path) -> dict[str, float]:
+    """The numeric final metrics in a run's metrics.json."""
+    record = json.loads((folder / "metrics.json").read_text())
+    return {k: v for k, v in record.get("metrics", {}).items() if isinstance(v, (int, float))}
 
 
 def git_state(folder: Path) -> dict[str, Any]:
@@ -161,7 +198,7 @@ def print_interrupted(output_dir: Path, trainer: L.Trainer, saved: Path | None) 
     print(
         f"genlab-train: interrupted at epoch {trainer.current_epoch}, step "
         f"{trainer.global_step}; {where}; resume with: genlab-train "
-        f"hydra.run.dir={output_dir} ckpt_path=last (and the same overrides)",
+        f"hydra.run.dir={output_dir} ckpt_path=last",
         file=sys.stderr,
         flush=True,
     )

@@ -5,9 +5,12 @@
     genlab-sample ckpt=... labels=[0,1,2]    # cycled over the samples
 
 Writes OUT/samples.pt, a dict {"samples": float tensor N x D (points) or N x C x H x W
-(images in [-1, 1]), "labels": long tensor N or None}, and OUT/samples.png.
+(images in [-1, 1]), "labels": long tensor N or None}, and OUT/samples.png: a scatter of
+every point, or a near-square grid of the first (at most about) 100 images, each column one
+class where the labels cycle through the classes.
 """
 
+import math
 import sys
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from genlab.errors import ConfigError, require, user_error
 from genlab.plotting import picture, save_png
 
 DEFAULTS = {"ckpt": None, "n": 1000, "out": "samples", "labels": None, "seed": 0, "device": "cpu"}
+GRID_SIZE = 100  # images in samples.png at most (samples.pt holds them all)
 
 
 def parse_args(argv: list[str]) -> dict:
@@ -51,7 +55,31 @@ def load_model(path: str, device: str = "cpu"):
     return model.to(device).eval()
 
 
-def sample(args: dict) -> Path:
+def grid_layout(n: int, cycle: int) -> tuple[int, int]:
+    """How many of `n` images samples.png shows, and how many a row: near square, at most
+    GRID_SIZE. When the labels repeat every `cycle` samples (0, 1, ..., 9, 0, 1, ...) and
+    the full grid's row can hold a whole cycle, the row length is a multiple of it, so that
+    each column is one class."""
+    side = math.ceil(math.sqrt(min(n, GRID_SIZE)))
+    classes_fit = 1 < cycle <= math.isqrt(GRID_SIZE)
+    per_row = cycle * max(1, round(side / cycle)) if classes_fit else side
+    shown = n if n <= GRID_SIZE else per_row * max(1, GRID_SIZE // per_row)
+    return shown, per_row
+
+
+def label_cycle(labels: torch.Tensor | None) -> int:
+    """The shortest period p with labels[i] == labels[i % p] (1 for unlabelled samples)."""
+    if labels is None:
+        return 1
+    for period in range(1, len(labels) + 1):
+        if bool((labels == labels[torch.arange(len(labels)) % period]).all()):
+            return period
+    return len(labels)
+
+
+def sample(args: dict) -> tuple[Path, str]:
+    """Draw the samples, write OUT/samples.pt and OUT/samples.png; return OUT and what the
+    picture shows ("100 of 1000 samples")."""
     model = load_model(args["ckpt"], args["device"])
     require(
         isinstance(model, Sampler),
@@ -73,21 +101,33 @@ def sample(args: dict) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     labels_cpu = None if labels is None else labels.cpu()
     torch.save({"samples": samples, "labels": labels_cpu}, out / "samples.pt")
-    per_row = model.num_classes if model.conditional and samples.dim() == 4 else 8
-    save_png(picture(samples, labels_cpu, title=f"{n} samples", nrow=per_row), out / "samples.png")
-    return out
+    # points: every one in the scatter; images: a grid of the first few
+    shown, per_row = (
+        (n, 1)
+        if samples.dim() == 2
+        else grid_layout(n, label_cycle(None if labels_cpu is None else labels_cpu[:GRID_SIZE]))
+    )
+    title = f"{n} samples" if shown == n else f"{shown} of {n} samples"
+    image = picture(
+        samples[:shown],
+        None if labels_cpu is None else labels_cpu[:shown],
+        title=title,
+        nrow=per_row,
+    )
+    save_png(image, out / "samples.png")
+    return out, title
 
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        out = sample(parse_args(sys.argv[1:] if argv is None else argv))
+        out, shown = sample(parse_args(sys.argv[1:] if argv is None else argv))
     except Exception as exc:
         error = user_error(exc)
         if error is None:
             raise
         print(f"genlab-sample: error: {str(error).splitlines()[0]}", file=sys.stderr)
         sys.exit(2)
-    print(f"wrote {out / 'samples.pt'} and {out / 'samples.png'}")
+    print(f"wrote {out / 'samples.pt'} and {out / 'samples.png'} ({shown})")
 
 
 if __name__ == "__main__":

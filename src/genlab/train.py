@@ -10,6 +10,7 @@ build.py (data, model, callbacks, loggers, Trainer), runs.py (run folder, record
 sweeps.py (multirun jobs), hardware.py (GPU, threads) and speedups.py.
 """
 
+import contextlib
 import logging
 import sys
 import time
@@ -19,14 +20,17 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
-from omegaconf import DictConfig
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from omegaconf import DictConfig, open_dict
 
-from genlab import build, config, runs, speedups, sweeps
+from genlab import build, config, resume, runs, speedups, sweeps
 from genlab.callbacks.guard import CheckpointOnInterrupt
 from genlab.callbacks.run_record import RunRecord, final_metrics
-from genlab.checkpoints import check_compatible, load_checkpoint
+from genlab.checkpoints import check_compatible, load_checkpoint, remove_torn_writes
 from genlab.errors import DivergenceError, user_error
+from genlab.folders import check_writable
 from genlab.hardware import skip_nvml_probe
+from genlab.locks import RunLock
 
 log = logging.getLogger("genlab.train")
 sweeps.register_resolvers()  # before Hydra composes: sweep folders are named by a resolver
@@ -35,15 +39,45 @@ sweeps.register_resolvers()  # before Hydra composes: sweep folders are named by
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured model and return its final metrics."""
     started = time.time()
-    runs.resolve_resume(cfg)
-    output_dir = Path(cfg.paths.output_dir)
-    runs.check_fresh_output(cfg, output_dir)
+    where = resume.locate(cfg)
+    rank_zero = rank_zero_only.rank == 0  # DDP's other ranks re-run this: rank 0 keeps the record
+    with RunLock(where.folder) if rank_zero else contextlib.nullcontext():
+        overrides = None  # a fresh start's: the command line's
+        if where.in_run:
+            cfg, overrides = resume.restore(cfg, where)
+            done = resume.nothing_to_train(where, cfg)
+            if done:
+                print(f"genlab-train: {done}", file=sys.stderr, flush=True)
+                return runs.recorded_metrics(where.folder)
+        elif rank_zero:
+            runs.check_fresh_output(where.folder)
+        return start(cfg, where, overrides, rank_zero, started)
+
+
+def start(
+    cfg: DictConfig,
+    where: resume.Resume,
+    overrides: list[str] | None,
+    rank_zero: bool,
+    started: float,
+) -> dict[str, float]:
+    """The checks, the record of this start, the objects, and the fit."""
+    output_dir = where.folder
+    if where.checkpoint and not where.in_run:
+        with open_dict(cfg):
+            cfg.ckpt_path = str(where.checkpoint)  # another run's weights, in a new folder
     config.validate(cfg)
-    config.report_tuning(cfg)
+    check_writable(output_dir)
+    if not where.in_run:
+        config.report_tuning(cfg)
+    if rank_zero:
+        runs.write_record(output_dir, cfg, overrides)
+        remove_torn_writes(output_dir / "checkpoints")
     sweeps.share_resources(cfg)
     skip_nvml_probe()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    runs.write_run_info(output_dir / "run_info.json")
+    if rank_zero:
+        runs.write_run_info(output_dir / "run_info.json")
 
     datamodule, model = build.data_and_model(cfg)
     if cfg.get("ckpt_path"):
@@ -82,18 +116,19 @@ def fit(
         return metrics
 
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     except DivergenceError as error:
         record("diverged", error=str(error))
         raise
     except (KeyboardInterrupt, SystemExit):
         # Ctrl-C (Lightning turns it into sys.exit) or SIGTERM (SIGTERMException)
         record("interrupted")
-        saved = next(
-            (c.saved for c in trainer.callbacks if isinstance(c, CheckpointOnInterrupt)), None
+        on_interrupt = next(
+            (c for c in trainer.callbacks if isinstance(c, CheckpointOnInterrupt)), None
         )
-        runs.print_interrupted(output_dir, trainer, saved)
-        sys.exit(143 if trainer.received_sigterm else 130)
+        runs.print_interrupted(output_dir, trainer, on_interrupt and on_interrupt.saved)
+        ctrl_c = not trainer.received_sigterm or (on_interrupt and on_interrupt.stop_requested)
+        sys.exit(130 if ctrl_c else 143)
     metrics = record("completed")
     if trainer.is_global_zero:
         runs.print_summary(output_dir, metrics, trainer)
@@ -114,9 +149,11 @@ def main(cfg: DictConfig) -> float | None:
             sys.exit(2)
         # In a sweep, one bad job is recorded and the others go on.
         log.error("job failed: %s", message)
-        path = Path(cfg.paths.output_dir) / "metrics.json"
-        if not path.exists():  # never over another run's results
-            runs.write_metrics(path, "failed", {}, error=message)
+        folder = Path(cfg.paths.output_dir)
+        if not (folder / "metrics.json").exists():  # never over another run's results
+            if not runs.attempt_records(folder):
+                runs.write_record(folder, cfg)  # so that the sweep's report lists the job
+            runs.write_metrics(folder / "metrics.json", "failed", {}, error=message)
         return float("nan")
 
 

@@ -1,7 +1,12 @@
 """Runs that die keep what they had: a divergence guard and a checkpoint on interruption."""
 
+import logging
 import math
+import os
+import signal
+import threading
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -9,6 +14,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from genlab.contract import Guarded
 from genlab.errors import DivergenceError
+
+log = logging.getLogger(__name__)
 
 
 class DivergenceGuard(L.Callback):
@@ -83,16 +90,47 @@ class DivergenceGuard(L.Callback):
 
 
 class CheckpointOnInterrupt(L.Callback):
-    """Ctrl-C or SIGTERM (a cluster's preemption notice): save `dirpath/last.ckpt` where
-    training stands, so that `ckpt_path=last` carries on from there."""
+    """Ctrl-C or SIGTERM (a cluster's preemption notice): stop where a batch ends and save
+    `dirpath/last.ckpt` there, so that `ckpt_path=last` carries on exactly as if nothing
+    had happened.
+
+    Lightning stops at a batch's end for SIGTERM. Ctrl-C would stop wherever it lands,
+    between D's and G's updates even, and a checkpoint there cannot resume exactly; so in a
+    single-process run the first Ctrl-C takes SIGTERM's way (the run stops when the batch
+    ends) and a second one stops at once, without a checkpoint."""
 
     def __init__(self, dirpath: str) -> None:
         self.dirpath = Path(dirpath)
         self.saved: Path | None = None
+        self.stop_requested = False
+        self.previous: Any = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # by now Lightning's SIGTERM handler is in place (it is registered after on_fit_start)
+        if (
+            threading.current_thread() is threading.main_thread()
+            and trainer.world_size == 1
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            and signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None)
+        ):
+            self.previous = signal.signal(signal.SIGINT, self.request_stop)
+
+    def request_stop(self, signum: int, frame: Any) -> None:
+        self.stop_requested = True
+        signal.signal(signal.SIGINT, self.previous)
+        log.warning("Ctrl-C: stopping when this batch ends (Ctrl-C again to stop at once)")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.previous is not None and not self.stop_requested:
+            signal.signal(signal.SIGINT, self.previous)
+        self.previous = None
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception) -> None:
-        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
-            return
-        path = self.dirpath / "last.ckpt"
-        trainer.save_checkpoint(path)
-        self.saved = path
+        if isinstance(exception, SIGTERMException) or (
+            isinstance(exception, KeyboardInterrupt) and self.previous is None
+        ):
+            # SIGTERM, a first Ctrl-C, or Ctrl-C where it cannot wait (DDP): save
+            path = self.dirpath / "last.ckpt"
+            trainer.save_checkpoint(path)
+            self.saved = path

@@ -112,11 +112,10 @@ class GenerativeModule(L.LightningModule):
                 if next(net.parameters(), None) is not None:
                     net.compile()
 
-    def on_train_epoch_start(self) -> None:
-        """Log each optimizer's learning rate once per epoch (schedules included)."""
-        self.log_dict(self.learning_rates(), on_step=False, on_epoch=True, rank_zero_only=True)
-
     def on_train_epoch_end(self) -> None:
+        # each optimizer's learning rate once per epoch, the one the epoch trained with (at the
+        # epoch's end, which a run resumed in the middle of an epoch reaches too)
+        self.log_dict(self.learning_rates(), on_step=False, on_epoch=True, rank_zero_only=True)
         # Under manual optimization (every genlab model) Lightning leaves the LR schedulers
         # to the model: one step per epoch.
         schedulers = None if self.automatic_optimization else self.lr_schedulers()
