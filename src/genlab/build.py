@@ -10,6 +10,7 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from genlab.checkpoints import AtomicCheckpointIO
 from genlab.config import SPEED_KEYS
 from genlab.contract import Sampler, Translator, translates
 from genlab.errors import ConfigError, DataError, require
@@ -131,4 +132,7 @@ def trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
     if not trainer_cfg.get("enable_progress_bar", True):
         # trainer.enable_progress_bar=false wins over the progress bar of callbacks/
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False)
+    # checkpoints written atomically beside their final place, and read with weights_only=True
+    return instantiate(
+        trainer_cfg, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
