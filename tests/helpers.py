@@ -96,6 +96,12 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+def tb_run(output_dir: Path) -> Path:
+    """A run's TensorBoard run folder, `<run>/tensorboard/<run name>/`."""
+    (folder,) = [p for p in (Path(output_dir) / "tensorboard").iterdir() if p.is_dir()]
+    return folder
+
+
 def read_events(folder) -> EventAccumulator:
     """A TensorBoard run folder read back as TensorBoard reads it, every event kept."""
     events = EventAccumulator(str(folder), size_guidance={"images": 0, "scalars": 0, "tensors": 0})

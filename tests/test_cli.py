@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import SHORT, cli, cli_in_process, one_line_error, short_run
+from helpers import SHORT, cli, cli_in_process, one_line_error, short_run, tb_run
 
 
 def run_dirs(root: Path) -> list[Path]:
@@ -35,7 +35,7 @@ def test_ddp_cpu_two_processes_one_folder_identical_weights(tmp_path):
     assert rank0.keys() == rank1.keys()
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
     # only rank 0 wrote TensorBoard events, into a single file
-    assert len(list((runs[0] / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert len(list(tb_run(runs[0]).glob("events.out.tfevents.*"))) == 1
 
 
 def sweep(tmp_path, *overrides: str) -> Path:
@@ -155,12 +155,12 @@ def test_corrupt_and_foreign_checkpoints(trained, tmp_path):
         cli_in_process("genlab-sample", f"ckpt={foreign}", cwd=tmp_path)
     )
 
-    # resuming with another model: the ring run is conditional with 8 classes, this one is not
+    # starting from a checkpoint found outside its run (a new run) with another model: the
+    # ring run is conditional with 8 classes, this one is not
+    elsewhere = tmp_path / "shared.ckpt"
+    elsewhere.write_bytes((trained / "checkpoints" / "last.ckpt").read_bytes())
     result = cli_in_process(
-        "genlab-train",
-        f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}",
-        f"paths.log_dir={tmp_path}",
-        cwd=tmp_path,
+        "genlab-train", f"ckpt_path={elsewhere}", f"paths.log_dir={tmp_path}", cwd=tmp_path
     )
     message = one_line_error(result)
     assert "different model" in message and "data=ring" in message, message

@@ -13,14 +13,9 @@ from PIL import Image
 
 from genlab.data.images import MnistMiniDataModule
 from genlab.metrics import load_or_train_classifier
+from genlab.sample import grid_layout, label_cycle
 
-from helpers import (
-    SHORT,
-    cli_in_process,
-    compose_train,
-    one_line_error,
-    read_events,
-)
+from helpers import SHORT, cli_in_process, compose_train, one_line_error, read_events, tb_run
 
 IMAGE_MODELS = ["cgan", "dcgan", "wgan", "wgan_gp", "lsgan", "acgan", "tacgan"]
 
@@ -50,7 +45,7 @@ def test_short_run_shows_grids_and_metrics(run_train):
     metrics, output_dir = run_train(
         ["model=acgan", "data=digits", *SHORT, "trainer.log_every_n_steps=2"]
     )
-    events = read_events(output_dir / "tensorboard")
+    events = read_events(tb_run(output_dir))
     grids = events.Images("samples/grid")
     assert [g.step for g in grids] == [0, 1]
     # a conditional grid has one row per class: 10 rows of 32-pixel images with 2-pixel padding
@@ -275,6 +270,45 @@ def test_sample_images_from_a_checkpoint(run_train, tmp_path):
     assert saved["samples"].shape == (20, 1, 32, 32)
     assert saved["samples"].min() >= -1 and saved["samples"].max() <= 1
     assert saved["labels"].tolist() == [7] * 20
+
+    # n=1000: samples.pt holds them all, samples.png the first 100, one column per class
+    result = cli_in_process(
+        "genlab-sample", f"ckpt={run / 'checkpoints/last.ckpt'}", "n=1000", f"out={out}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("samples.png (100 of 1000 samples)")
+    saved = torch.load(out / "samples.pt")
+    assert saved["samples"].shape == (1000, 1, 32, 32)
+    assert saved["labels"].tolist() == [i % 10 for i in range(1000)]
+    width, height = Image.open(out / "samples.png").size
+    assert 0.5 <= width / height <= 2
+    assert (width, height) == (10 * 34 + 2, 10 * 34 + 2)  # 10 x 10 images of 32 + 2 pixels
+
+
+@pytest.mark.parametrize(
+    "n, cycle, layout",
+    [
+        (1000, 1, (100, 10)),  # unconditional, or one class asked for: 10 x 10
+        (1000, 10, (100, 10)),  # ten classes: one column each, ten rows
+        (1000, 3, (99, 9)),  # three classes: three columns each, 11 full rows
+        (1000, 26, (100, 10)),  # more classes than columns: near square
+        (20, 10, (20, 10)),  # fewer than 100: all of them, still a column per class
+        (20, 1, (20, 5)),
+    ],
+)
+def test_sample_picture_layout(n, cycle, layout):
+    """(images shown, images a row) in samples.png for n samples whose labels repeat every
+    `cycle` samples."""
+    assert grid_layout(n, cycle) == layout
+
+
+def test_label_cycle():
+    assert label_cycle(None) == 1
+    assert label_cycle(torch.full((100,), 7)) == 1
+    assert label_cycle(torch.arange(100) % 10) == 10
+    assert label_cycle(torch.tensor([0, 1, 2] * 33 + [0])) == 3
+    assert label_cycle(torch.tensor([0, 1, 2, 0, 1])) == 3
 
 
 def test_inception_fid_without_weights_says_what_is_missing(tmp_path, monkeypatch):

@@ -16,6 +16,8 @@ from genlab.models.vae import VAE
 from genlab.nets import decoder, encoder
 from genlab.nets.pixelcnn import MaskedConv2d, PixelCNNNet
 
+from helpers import tb_run
+
 TINY_DIGITS = ["data=digits", "data.image_size=8", "data.binarize=true"]
 
 
@@ -272,7 +274,7 @@ def test_vae_run_logs_its_pictures_and_terms(run_train):
          "trainer.log_every_n_steps=1", "callbacks.sample_quality.num_samples=100",
          "callbacks.sample_plots.figures_every_n_epochs=2"]
     )  # fmt: skip
-    (event_file,) = (output_dir / "tensorboard").rglob("events.out.tfevents.*")
+    (event_file,) = tb_run(output_dir).glob("events.out.tfevents.*")
     events = EventAccumulator(str(event_file), size_guidance={"images": 0}).Reload()
     tags = events.Tags()
     assert [e.step for e in events.Images("samples/grid")] == [0, 1, 2]  # every epoch

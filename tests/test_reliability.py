@@ -15,7 +15,7 @@ from genlab.callbacks.guard import DivergenceGuard
 from genlab.contract import GuardReadings
 from genlab.errors import DivergenceError
 
-from helpers import BIN, TESTS, cli, cli_in_process, final_state, one_line_error
+from helpers import BIN, TESTS, cli, cli_in_process, final_state, one_line_error, tb_run
 
 SHORT = [
     "trainer.enable_progress_bar=false",
@@ -169,8 +169,11 @@ def test_a_signal_saves_a_checkpoint_and_the_run_resumes_in_its_folder(tmp_path,
             process.communicate()
     assert process.returncode == (143 if sig == signal.SIGTERM else 130), stderr[-2000:]
     assert "Traceback" not in stderr, stderr[-2000:]
-    message = [line for line in stderr.splitlines() if line.startswith("genlab-train:")]
+    message = [line for line in stderr.splitlines() if "interrupted at epoch" in line]
     assert len(message) == 1 and "ckpt_path=last" in message[0], stderr[-2000:]
+    assert message[0].startswith("genlab-train: warning: interrupted")
+    if sig == signal.SIGINT:
+        assert "genlab-train: warning: Ctrl-C: stopping when this batch ends" in stderr
     record = json.loads((run / "metrics.json").read_text())
     assert record["status"] == "interrupted"
     assert last.stat().st_mtime_ns > first_save  # saved again where training stood
@@ -187,7 +190,7 @@ def test_a_signal_saves_a_checkpoint_and_the_run_resumes_in_its_folder(tmp_path,
     record = json.loads((run / "metrics.json").read_text())
     assert record["status"] == "completed" and record["global_step"] > stopped
     # one TensorBoard run: the resumed events sit beside the first ones
-    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 2
+    assert len(list(tb_run(run).glob("events.out.tfevents.*"))) == 2
 
 
 def test_ckpt_path_last_without_a_checkpoint_is_a_one_line_error(tmp_path):

@@ -204,9 +204,9 @@ POINTS = [  # (signal, where it lands)
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> tuple[dict, Path]:
-    from helpers import compose_train
-
     from genlab.train import train as fit
+
+    from helpers import compose_train
 
     run = tmp_path_factory.mktemp("uninterrupted") / "run"
     run.mkdir()

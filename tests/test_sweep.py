@@ -18,7 +18,7 @@ from genlab.errors import GenlabError
 from genlab.report import find_sweep, latest_record, main, report
 from genlab.sweeps import job_name
 
-from helpers import BIN, cli, one_line_error
+from helpers import BIN, cli, one_line_error, tb_run
 
 TINY = [
     "trainer.enable_progress_bar=false",
@@ -77,7 +77,7 @@ def test_a_2x2_sweep_reports_every_job(finished_sweep):
     for job in jobs:
         info = json.loads((job / "run_info.json").read_text())
         assert info["versions"]["torch"] and "dirty" in info["git"]
-        (event_file,) = (job / "tensorboard").glob("events.out.tfevents.*")
+        (event_file,) = tb_run(job).glob("events.out.tfevents.*")
         tags = EventAccumulator(str(event_file)).Reload().Tags()
         assert "loss/d" in tags["scalars"] and "samples/scatter" in tags["images"]
 
@@ -96,7 +96,8 @@ def test_a_2x2_sweep_reports_every_job(finished_sweep):
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     kept = json.loads((jobs[0] / "metrics.json").read_text())
     assert kept["status"] == "completed"
-    assert "already holds a finished run" in (jobs[0] / "train.log").read_text()
+    assert "already holds a run" in rerun.stderr  # said on the console, not in the job's log
+    assert "already holds" not in (jobs[0] / "train.log").read_text()
 
 
 def test_a_failed_job_is_reported_and_the_sweep_goes_on(tmp_path):
@@ -341,7 +342,8 @@ def test_tensorboard_serves_every_job_of_a_sweep(finished_sweep):
             return json.loads(response.read())
 
     jobs = [job.name for job in jobs_of(sweep)]
-    expected_runs = {f"{job}/tensorboard" for job in jobs}
+    # each run is called after its swept values, in its job's folder
+    expected_runs = {f"{job}/tensorboard/{job.split('_', 1)[1]}" for job in jobs}
     try:
         deadline = time.monotonic() + 90
         runs: list[str] = []
@@ -364,8 +366,11 @@ def test_tensorboard_serves_every_job_of_a_sweep(finished_sweep):
             points = get(f"plugin/scalars/scalars?run={quote(run)}&tag={quote('loss/d')}")
             assert points and all(len(point) == 3 for point in points)  # wall time, step, value
         experiment = get("plugin/hparams/experiment", {"experimentName": ""})
-        hparam_names = {info["name"] for info in experiment["hparamInfos"]}
-        assert {"model/lr", "data/batch_size"} <= hparam_names, hparam_names
+        hparam_names = [info["name"] for info in experiment["hparamInfos"]]
+        # the columns runs are compared by come first
+        assert hparam_names[:5] == ["model", "data", "lr", "batch_size", "seed"], hparam_names
+        assert {"model/lr", "data/batch_size"} <= set(hparam_names), hparam_names
+        assert not any(name.startswith("choice/debug") for name in hparam_names)
         metric_tags = {info["name"]["tag"] for info in experiment["metricInfos"]}
         assert "final/eval/fd" in metric_tags, metric_tags
         groups = get(

@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ProgressBar
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from genlab.checkpoints import AtomicCheckpointIO
 from genlab.config import SPEED_KEYS
@@ -33,12 +33,34 @@ def data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningM
     # Plain containers, not OmegaConf nodes: checkpoints must load with weights_only=True.
     datamodule: L.LightningDataModule = instantiate(cfg.data, _convert_="all")
     check_model_kind(cfg.model, datamodule)
-    model, speed = instantiate_model(cfg.model)
     datamodule.setup("fit")
+    check_batch_size(datamodule, processes(cfg.trainer))
+    model, speed = instantiate_model(cfg.model)
     check_model_fits_data(model, datamodule)
     channels_last = wants_channels_last(speed.get("channels_last", "auto"), cfg, datamodule.shape)
     model.speed_up(bool(speed.get("compile", False)), channels_last)
     return datamodule, model
+
+
+def processes(trainer: DictConfig) -> int:
+    """How many training processes the trainer config asks for (1 when it cannot tell yet:
+    `devices=auto` or `-1` are counted by Lightning)."""
+    devices = trainer.get("devices", 1)
+    count = len(devices) if isinstance(devices, (list, ListConfig)) else devices
+    count = count if isinstance(count, int) and count > 0 else 1
+    return count * max(1, int(trainer.get("num_nodes") or 1))
+
+
+def check_batch_size(datamodule: L.LightningDataModule, world_size: int) -> None:
+    """A batch must fit in each process's share of the training set (the loaders drop the
+    last incomplete batch): said now, before a model or a log file exists."""
+    smallest = min(len(t) for t in datamodule.train_set)  # unpaired domains may differ
+    per_process = smallest // world_size
+    require(
+        datamodule.batch_size <= per_process,
+        f"data.batch_size={datamodule.batch_size} is larger than the {per_process} training "
+        f"samples each process gets; use a smaller data.batch_size",
+    )
 
 
 def check_model_kind(model_cfg: DictConfig, datamodule: L.LightningDataModule) -> None:

@@ -1,9 +1,12 @@
 """A run's config: composed the way genlab-train composes it, and checked before anything is
 built (every key a setting of its target, the speedups known, the tuning file reported)."""
 
+import collections.abc
 import difflib
 import inspect
-import sys
+import logging
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +14,14 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_object
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from genlab import speedups
-from genlab.errors import ConfigError
+from genlab.errors import ConfigError, require
 from genlab.hardware import check_hardware
 from genlab.sweeps import register_resolvers
 
+log = logging.getLogger("genlab.train")
 CONF = Path(__file__).parent / "conf"
 # settings of every model config that genlab-train applies to the model (build.py), rather
 # than pass to its constructor
@@ -43,11 +47,31 @@ def compose_run(overrides: list[str], output_dir: Path) -> DictConfig:
 
 def validate(cfg: DictConfig) -> None:
     """Everything that can be checked on the config alone, before anything is built."""
+    check_top_level(cfg)
     check_hardware(cfg)
     speedups.selected(cfg.get("speedups", True))
     for group in CHECKED_GROUPS:
         if cfg.get(group):
             check_settings(cfg[group], group)
+    check_run_length(cfg.trainer)
+
+
+def check_top_level(cfg: DictConfig) -> None:
+    """genlab-train's own settings, which no target's signature checks."""
+    for key, kinds in (("seed", {"whole number"}), ("num_threads", {"whole number", "null"})):
+        value = cfg.get(key)
+        if kind_of(value) not in kinds:
+            raise ConfigError(f"{key} must be {describe(kinds)} (got {value!r})")
+
+
+def check_run_length(trainer: DictConfig) -> None:
+    """`trainer.max_epochs=-1` trains forever (Lightning's meaning) unless another limit ends it."""
+    if trainer.get("max_epochs") == -1 and (trainer.get("max_steps") or -1) == -1:
+        require(
+            trainer.get("max_time") is not None,
+            "trainer.max_epochs=-1 would train forever; add trainer.max_time=DD:HH:MM:SS or "
+            "trainer.max_steps=N, or give trainer.max_epochs=N",
+        )
 
 
 # ---- every key a setting of its target ------------------------------------------------------
@@ -61,6 +85,7 @@ def check_settings(node: Any, path: str) -> None:
         return
     if "_target_" in node:
         check_keys_of(str(node._target_), [str(k) for k in node.keys()], path)
+        check_values_of(str(node._target_), node, path)
     for key, value in node.items_ex(resolve=False):
         if not str(key).startswith("_"):
             check_settings(value, f"{path}.{key}")
@@ -104,6 +129,116 @@ def accepted_settings(target: Any) -> list[str] | None:
     return None
 
 
+# ---- every value of the kind its parameter takes --------------------------------------------
+
+
+def kind_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int):
+        return "whole number"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple, ListConfig)):
+        return "list"
+    return "mapping" if isinstance(value, (dict, DictConfig)) else "other"
+
+
+def accepted_kinds(annotation: Any) -> set[str] | None:
+    """The kinds of value an annotation accepts (`float | None`: a number or null), or None
+    when it accepts anything or genlab cannot tell."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        found: set[str] = set()
+        for argument in typing.get_args(annotation):
+            kinds = accepted_kinds(argument)
+            if kinds is None:
+                return None
+            found |= kinds
+        return found
+    if origin is typing.Literal:
+        return {kind_of(v) for v in typing.get_args(annotation)}
+    if annotation is float:
+        return {"number", "whole number"}
+    if annotation in (int, bool, str, type(None)):
+        return {kind_of({int: 0, bool: True, str: "", type(None): None}[annotation])}
+    if annotation in (list, tuple) or origin in (list, tuple, collections.abc.Sequence):
+        return {"list"}
+    if annotation is dict or origin in (dict, collections.abc.Mapping):
+        return {"mapping"}
+    return None
+
+
+def literal_choices(annotation: Any) -> list | None:
+    """The values an annotation made only of Literals (and None) allows, else None."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return list(typing.get_args(annotation))
+    if annotation is type(None):
+        return [None]
+    if origin in (typing.Union, types.UnionType):
+        found = []
+        for argument in typing.get_args(annotation):
+            choices = literal_choices(argument)
+            if choices is None:
+                return None
+            found += choices
+        return found
+    return None
+
+
+def describe(kinds: set[str]) -> str:
+    names = {"whole number": "a whole number", "number": "a number", "string": "a string",
+             "list": "a list", "mapping": "a mapping", "null": "null"}  # fmt: skip
+    if "number" in kinds:
+        kinds = kinds - {"whole number"}
+    return " or ".join(names.get(k, k) for k in sorted(kinds, key=list(names).index))
+
+
+def check_values_of(target: str, node: DictConfig, path: str) -> None:
+    """Each value given to `target` must be of a kind its parameter's annotation takes, so
+    that `model.lr=abc` says `model.lr must be a number (got 'abc')` now rather than fail
+    with a TypeError inside the optimizer."""
+    try:
+        annotations = parameter_annotations(get_object(target))
+    except (ValueError, TypeError, ImportError, AttributeError, NameError):
+        return
+    for key, value in node.items_ex(resolve=False):
+        key = str(key)
+        if key not in annotations or OmegaConf.is_interpolation(node, key):
+            continue
+        if isinstance(value, DictConfig) and "_target_" in value:
+            continue  # an object built from its own config
+        choices = literal_choices(annotations[key])
+        if choices is not None and value not in choices:
+            shown = ", ".join(str(c) for c in dict.fromkeys(map(str, choices)))
+            raise ConfigError(f"{path}.{key} must be one of {shown} (got {value!r})")
+        kinds = accepted_kinds(annotations[key])
+        if kinds is None or kind_of(value) in kinds:
+            continue
+        if kind_of(value) in ("whole number", "number", "true or false") and "string" in kinds:
+            continue  # Hydra reads `name=3` as a number: a string parameter takes it as text
+        raise ConfigError(f"{path}.{key} must be {describe(kinds)} (got {value!r})")
+
+
+def parameter_annotations(target: Any) -> dict[str, Any]:
+    """The annotations of the keyword arguments `target` accepts (its `__init__`, and for a
+    genlab class that passes **kwargs on, its parents')."""
+    owners = [c.__init__ for c in inspect.getmro(target)] if inspect.isclass(target) else [target]
+    found: dict[str, Any] = {}
+    for function in reversed(owners):
+        try:
+            hints = typing.get_type_hints(function)
+        except Exception:  # names only the library itself can resolve
+            continue
+        found |= {k: v for k, v in hints.items() if k != "return"}
+    return found
+
+
 # ---- what the tuning file changes -------------------------------------------------------------
 
 
@@ -138,12 +273,10 @@ def report_tuning(cfg: DictConfig) -> None:
     if path is None:
         return
     changes = tuning_changes(cfg)
-    print(
-        f"genlab-train: tuning/{path.name} applied (tuning=none leaves it out): "
-        + ("; ".join(changes) or "nothing changed"),
-        file=sys.stderr,
-        flush=True,
-    )
+    log.info(
+        "tuning: tuning/%s applied (tuning=none leaves it out): %s",
+        path.name, "; ".join(changes) or "nothing changed",
+    )  # fmt: skip
 
 
 def plain(cfg: DictConfig) -> dict:

@@ -1,8 +1,8 @@
 """What the machine offers a run: a GPU or not, bf16 arithmetic, and the process settings
 that follow from it."""
 
+import logging
 import os
-import sys
 from typing import Any
 
 import torch
@@ -11,6 +11,8 @@ from omegaconf import DictConfig, open_dict
 from genlab.errors import ConfigError
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
+
+log = logging.getLogger("genlab.train")
 
 
 def on_gpu(cfg: DictConfig) -> bool:
@@ -29,10 +31,9 @@ def check_hardware(cfg: DictConfig) -> None:
     if precision.startswith("bf16") and not gpu_has_bf16():
         # hardware=gpu asks for bf16 where the GPU has it (Ampere and newer); older GPUs
         # get float16 with loss scaling, which Lightning's manual optimization handles
-        print(
-            "genlab-train: note: this GPU has no bf16 arithmetic; training with "
-            "trainer.precision=16-mixed instead (or set trainer.precision=32-true)",
-            file=sys.stderr,
+        log.warning(
+            "this GPU has no bf16 arithmetic; training with trainer.precision=16-mixed "
+            "instead (or set trainer.precision=32-true)"
         )
         with open_dict(cfg):
             cfg.trainer.precision = "16-mixed"

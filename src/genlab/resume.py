@@ -32,7 +32,7 @@ MAY_CHANGE = (
     "hardware", "trainer.accelerator", "trainer.devices", "trainer.num_nodes",
     "trainer.strategy", "trainer.precision", "num_threads", "speedups",
     "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
-    "logger", "callbacks", "paths.data_dir", "optimized_metric",
+    "logger", "callbacks", "paths.data_dir", "paths.log_dir", "optimized_metric",
 )  # fmt: skip
 
 

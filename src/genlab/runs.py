@@ -8,7 +8,6 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.errors import ConfigError
-from genlab.sweeps import hydra_choices
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("genlab.train")
 
 
 RECORD = ".hydra"  # the record of the run's first start; later ones in .hydra/attempt-N/
@@ -90,10 +88,19 @@ def check_fresh_output(folder: Path) -> None:
         )
 
 
-def run_config(cfg: DictConfig) -> dict[str, Any]:
+def recorded_choices(folder: Path) -> dict[str, str]:
+    """The option chosen in each config group at the run's first start (for a resume,
+    whose command line need not repeat them)."""
+    path = first_record(folder) / "hydra.yaml"
+    if not path.is_file():
+        return {}
+    choices = OmegaConf.select(OmegaConf.load(path), "hydra.runtime.choices", default=None)
+    return {str(k): str(v) for k, v in (choices or {}).items()}
+
+
+def run_config(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
     """What checkpoints keep of the config (plain containers, so that they load with
     weights_only=True): the resolved model and data, and the choices that made them."""
-    choices = hydra_choices()
     return {
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "data": OmegaConf.to_container(cfg.data, resolve=True),
@@ -101,20 +108,43 @@ def run_config(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def hparams(cfg: DictConfig, config: dict[str, Any]) -> dict[str, Any]:
-    """The run's sweepable settings, for TensorBoard's HPARAMS tab."""
-    params = {
-        "model": config["model"],
-        "data": config["data"],
-        "trainer": {
-            k: v
-            for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items()
-            if not isinstance(v, dict)
-        },
+def hparams(cfg: DictConfig, config: dict[str, Any], choices: dict[str, str]) -> dict[str, Any]:
+    """The run's settings for TensorBoard's HPARAMS tab, flat, the ones runs are compared by
+    first (model, data, lr, batch_size, seed), then every model, data and trainer setting
+    and the other config groups' options."""
+    model, data = drop_private(config["model"]), drop_private(config["data"])
+    first = {
+        "model": choices.get("model", str(model.get("_target_", "")).rsplit(".", 1)[-1]),
+        "data": choices.get("data", str(data.get("_target_", "")).rsplit(".", 1)[-1]),
+        "lr": model.get("lr"),
+        "batch_size": data.get("batch_size"),
         "seed": cfg.seed,
-        "choice": {k: str(v) for k, v in hydra_choices().items() if not k.startswith("hydra")},
     }
-    return drop_private(params)
+    trainer = {
+        k: v
+        for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items()
+        if not isinstance(v, dict) and not str(k).startswith("_")
+    }
+    others = {
+        f"choice/{k}": v
+        for k, v in choices.items()
+        if not k.startswith("hydra") and k not in ("model", "data") and v not in ("None", "null")
+    }
+    flat = {k: v for k, v in first.items() if v is not None}
+    for group, settings in (("model", model), ("data", data), ("trainer", trainer)):
+        flat |= {f"{group}/{k}": v for k, v in flatten(settings).items()}
+    return flat | others
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{name}/")
+        else:
+            flat[name] = value
+    return flat
 
 
 def drop_private(tree: Any) -> Any:
@@ -181,24 +211,22 @@ def write_run_info(path: Path) -> None:
     path.write_text(json.dumps(info, indent=2) + "\n")
 
 
-def print_summary(output_dir: Path, metrics: dict[str, float], trainer: L.Trainer) -> None:
+def log_summary(output_dir: Path, metrics: dict[str, float], trainer: L.Trainer) -> None:
     """The final metrics, the run folder and how to open TensorBoard on it."""
     shown = {k: v for k, v in metrics.items() if k.startswith(("eval/", "ddp/"))} or metrics
-    lines = [f"  {k:<20} {v:.4g}" for k, v in shown.items()]
-    print("\nFinal metrics:\n" + "\n".join(lines), flush=True)
-    print(f"Run folder: {output_dir.resolve()}", flush=True)
+    log.info("\nFinal metrics:\n%s", "\n".join(f"  {k:<20} {v:.4g}" for k, v in shown.items()))
+    log.info("Run folder: %s", output_dir.resolve())
     if any(isinstance(lg, TensorBoardLogger) for lg in trainer.loggers):
-        print(
-            f"TensorBoard: tensorboard --logdir {output_dir.resolve()} --host 127.0.0.1", flush=True
+        log.info(
+            "TensorBoard: tensorboard --logdir %s --host 127.0.0.1",
+            output_dir.resolve() / "tensorboard",
         )
 
 
-def print_interrupted(output_dir: Path, trainer: L.Trainer, saved: Path | None) -> None:
+def log_interrupted(output_dir: Path, trainer: L.Trainer, saved: Path | None) -> None:
     where = f"checkpoint saved to {saved}" if saved else "no checkpoint saved"
-    print(
-        f"genlab-train: interrupted at epoch {trainer.current_epoch}, step "
-        f"{trainer.global_step}; {where}; resume with: genlab-train "
-        f"hydra.run.dir={output_dir} ckpt_path=last",
-        file=sys.stderr,
-        flush=True,
-    )
+    log.warning(
+        "interrupted at epoch %d, step %d; %s; resume with: genlab-train hydra.run.dir=%s "
+        "ckpt_path=last",
+        trainer.current_epoch, trainer.global_step, where, output_dir,
+    )  # fmt: skip

@@ -6,8 +6,8 @@
 
 Writes OUT/samples.pt, a dict {"samples": float tensor N x D (points) or N x C x H x W
 (images in [-1, 1]), "labels": long tensor N or None}, and OUT/samples.png: a scatter of
-every point, or a near-square grid of the first (at most about) 100 images, each column one
-class where the labels cycle through the classes.
+every point, or a near-square grid of the first 100 images at most, each column one class
+where the labels cycle through the classes.
 """
 
 import math
@@ -68,9 +68,11 @@ def grid_layout(n: int, cycle: int) -> tuple[int, int]:
 
 
 def label_cycle(labels: torch.Tensor | None) -> int:
-    """The shortest period p with labels[i] == labels[i % p] (1 for unlabelled samples)."""
+    """The shortest period p with labels[i] == labels[i % p] over the first GRID_SIZE labels
+    (1 for unlabelled samples)."""
     if labels is None:
         return 1
+    labels = labels[:GRID_SIZE]
     for period in range(1, len(labels) + 1):
         if bool((labels == labels[torch.arange(len(labels)) % period]).all()):
             return period
@@ -101,12 +103,10 @@ def sample(args: dict) -> tuple[Path, str]:
     out.mkdir(parents=True, exist_ok=True)
     labels_cpu = None if labels is None else labels.cpu()
     torch.save({"samples": samples, "labels": labels_cpu}, out / "samples.pt")
-    # points: every one in the scatter; images: a grid of the first few
-    shown, per_row = (
-        (n, 1)
-        if samples.dim() == 2
-        else grid_layout(n, label_cycle(None if labels_cpu is None else labels_cpu[:GRID_SIZE]))
-    )
+    if samples.dim() == 2:  # points: every one in the scatter
+        shown, per_row = n, 1
+    else:  # images: a near-square grid of the first GRID_SIZE at most
+        shown, per_row = grid_layout(n, label_cycle(labels_cpu))
     title = f"{n} samples" if shown == n else f"{shown} of {n} samples"
     image = picture(
         samples[:shown],

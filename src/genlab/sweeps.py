@@ -3,6 +3,7 @@ and the value it returns to the sweeper."""
 
 import functools
 import hashlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -25,15 +26,17 @@ def hydra_choices() -> dict[str, str]:
     return dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
 
 
-@functools.lru_cache(maxsize=8)
 def swept_keys(multirun_yaml: str) -> frozenset[str]:
     """The keys a multirun sweeps: command-line overrides with sweep syntax (`a=1,2`,
     `range(...)`, `choice(...)`, ...) and the sweeper's `params`, read from the sweep's
-    multirun.yaml (Hydra writes it before launching the jobs)."""
+    multirun.yaml (written before the jobs start); empty while it is not there."""
     path = Path(multirun_yaml)
-    if not path.is_file():
-        return frozenset()
-    config = OmegaConf.load(path)
+    return read_swept_keys(str(path), path.stat().st_mtime_ns) if path.is_file() else frozenset()
+
+
+@functools.lru_cache(maxsize=8)
+def read_swept_keys(multirun_yaml: str, modified: int) -> frozenset[str]:
+    config = OmegaConf.load(multirun_yaml)
     task = list(OmegaConf.select(config, "hydra.overrides.task", default=[]) or [])
     params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
     parsed = OverridesParser.create().parse_overrides(task)
@@ -52,16 +55,39 @@ def job_name(sweep_dir: str, overrides: list[str], limit: int = 120) -> str:
     swept = swept_keys(str(Path(sweep_dir) / "multirun.yaml"))
     if swept:
         pairs = [(key, value) for key, value in pairs if key in swept]
-    name = ",".join(f"{key}={value}" for key, value in pairs)
+    name = ",".join(f"{key}={short_number(value)}" for key, value in pairs)
     name = name.replace("/", "_").replace("\\", "_") or "defaults"
     if len(name) <= limit:
         return name
     return name[: limit - 9] + "~" + hashlib.sha1(name.encode()).hexdigest()[:8]
 
 
+def short_number(value: str, digits: int = 4) -> str:
+    """A real number in `digits` significant digits (an Optuna trial's lr=0.001570297088405539
+    reads 0.00157); anything else as it is."""
+    if not any(c in value for c in ".eE") or value.lower() in ("inf", "-inf", "nan"):
+        return value
+    try:
+        return f"{float(value):.{digits}g}"
+    except ValueError:
+        return value
+
+
+def run_name(output_dir: str) -> str:
+    """What TensorBoard calls a run: its folder's name, or in a sweep the swept values."""
+    if in_multirun():
+        hydra = HydraConfig.get()
+        return job_name(hydra.sweep.dir, list(hydra.overrides.task))
+    return Path(output_dir).name
+
+
 def register_resolvers() -> None:
-    """`${genlab.job_name:...}`, which names sweep folders (conf/hydra/default.yaml)."""
+    """`${genlab.job_name:...}`, which names sweep folders (conf/hydra/default.yaml), and
+    `${genlab.interactive:}`, true when stdout is a terminal (the progress bar's default), and
+    `${genlab.run_name:...}`, the run's name in TensorBoard."""
+    OmegaConf.register_new_resolver("genlab.run_name", run_name, replace=True)
     OmegaConf.register_new_resolver("genlab.job_name", job_name, replace=True)
+    OmegaConf.register_new_resolver("genlab.interactive", sys.stdout.isatty, replace=True)
 
 
 def parallel_jobs() -> int:
@@ -107,6 +133,6 @@ def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
         message = f"optimized_metric={name} was not computed; choose one of {sorted(metrics)}"
         # only a sweeper that optimizes (Optuna) needs the value; a plain run just says so
         require(not optimizing_sweeper(), message)
-        print(f"genlab-train: note: {message}", file=sys.stderr)
+        logging.getLogger("genlab.train").warning("%s", message)
         return None
     return metrics[name]

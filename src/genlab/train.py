@@ -23,7 +23,7 @@ import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, open_dict
 
-from genlab import build, config, resume, runs, speedups, sweeps
+from genlab import build, config, console, resume, runs, speedups, sweeps
 from genlab.callbacks.guard import CheckpointOnInterrupt
 from genlab.callbacks.run_record import RunRecord, final_metrics
 from genlab.checkpoints import check_compatible, load_checkpoint, remove_torn_writes
@@ -31,6 +31,7 @@ from genlab.errors import DivergenceError, user_error
 from genlab.folders import check_writable
 from genlab.hardware import skip_nvml_probe
 from genlab.locks import RunLock
+from genlab.sweeps import hydra_choices
 
 log = logging.getLogger("genlab.train")
 sweeps.register_resolvers()  # before Hydra composes: sweep folders are named by a resolver
@@ -39,6 +40,7 @@ sweeps.register_resolvers()  # before Hydra composes: sweep folders are named by
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured model and return its final metrics."""
     started = time.time()
+    console.quiet_the_libraries()
     where = resume.locate(cfg)
     rank_zero = rank_zero_only.rank == 0  # DDP's other ranks re-run this: rank 0 keeps the record
     with RunLock(where.folder) if rank_zero else contextlib.nullcontext():
@@ -51,7 +53,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 return runs.recorded_metrics(where.folder)
         elif rank_zero:
             runs.check_fresh_output(where.folder)
-        return start(cfg, where, overrides, rank_zero, started)
+        try:
+            return start(cfg, where, overrides, rank_zero, started)
+        except Exception as error:
+            found = user_error(error)
+            if found is not None and console.run_log_open():  # the console gets it from main
+                log.error("%s", str(found).splitlines()[0], extra={"file_only": True})
+            raise
+        finally:
+            console.stop_run_log()
 
 
 def start(
@@ -68,11 +78,12 @@ def start(
             cfg.ckpt_path = str(where.checkpoint)  # another run's weights, in a new folder
     config.validate(cfg)
     check_writable(output_dir)
-    if not where.in_run:
-        config.report_tuning(cfg)
     if rank_zero:
         runs.write_record(output_dir, cfg, overrides)
+        console.start_run_log(output_dir)
         remove_torn_writes(output_dir / "checkpoints")
+    if not where.in_run:
+        config.report_tuning(cfg)
     sweeps.share_resources(cfg)
     skip_nvml_probe()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -80,12 +91,15 @@ def start(
         runs.write_run_info(output_dir / "run_info.json")
 
     datamodule, model = build.data_and_model(cfg)
+    choices = runs.recorded_choices(output_dir) if where.in_run else hydra_choices()
+    if rank_zero:
+        console.log_start(cfg, output_dir, model, datamodule, choices)
     if cfg.get("ckpt_path"):
         check_compatible(load_checkpoint(cfg.ckpt_path), model, cfg.ckpt_path)
-    record = runs.run_config(cfg)
+    record = runs.run_config(cfg, choices)
     callbacks = [
         *build.instantiate_group(cfg.get("callbacks")),
-        RunRecord(record, runs.hparams(cfg, record)),
+        RunRecord(record, runs.hparams(cfg, record, choices)),
     ]
     loggers = build.loggers(cfg)
     with speedups.applied(cfg.get("speedups", True)):
@@ -126,12 +140,12 @@ def fit(
         on_interrupt = next(
             (c for c in trainer.callbacks if isinstance(c, CheckpointOnInterrupt)), None
         )
-        runs.print_interrupted(output_dir, trainer, on_interrupt and on_interrupt.saved)
+        runs.log_interrupted(output_dir, trainer, on_interrupt and on_interrupt.saved)
         ctrl_c = not trainer.received_sigterm or (on_interrupt and on_interrupt.stop_requested)
         sys.exit(130 if ctrl_c else 143)
     metrics = record("completed")
     if trainer.is_global_zero:
-        runs.print_summary(output_dir, metrics, trainer)
+        runs.log_summary(output_dir, metrics, trainer)
     return metrics
 
 
@@ -146,6 +160,8 @@ def main(cfg: DictConfig) -> float | None:
         message = str(error).splitlines()[0]
         if not sweeps.in_multirun():
             print(f"genlab-train: error: {message}", file=sys.stderr, flush=True)
+            with contextlib.suppress(OSError):  # the folder Hydra made for a run that never began
+                Path(cfg.paths.output_dir).rmdir()
             sys.exit(2)
         # In a sweep, one bad job is recorded and the others go on.
         log.error("job failed: %s", message)

@@ -168,6 +168,14 @@ class GenerativeModule(L.LightningModule):
             for name, optimizer in zip(names, optimizers, strict=False)
         }
 
+    def log_step_metrics(self, stats: dict[str, Tensor]) -> None:
+        """A logging step's metrics, the losses on the progress bar too."""
+        losses = {k: v for k, v in stats.items() if k.startswith("loss/")}
+        self.log_dict(losses, on_step=True, on_epoch=False, prog_bar=True)
+        others = {k: v for k, v in stats.items() if k not in losses}
+        if others:
+            self.log_dict(others, on_step=True, on_epoch=False)
+
     def logging_this_step(self) -> bool:
         """True on the batches whose step metrics the logger will write.
 

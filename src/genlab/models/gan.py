@@ -149,7 +149,7 @@ class GAN(SamplingModule):
         self.guard_values = {"loss/d": d_stats["loss/d"], "loss/g": g_stats["loss/g"]}
         self.latest_scores = scores
         if logging:
-            self.log_dict(d_stats | g_stats | self.score_stats(*scores), on_step=True)
+            self.log_step_metrics(d_stats | g_stats | self.score_stats(*scores))
 
     def critic(self, x: Tensor, labels: Tensor | None) -> DiscriminatorOutput:
         """D's view of a batch, through the input augmentation when there is one."""

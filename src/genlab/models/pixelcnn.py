@@ -89,11 +89,7 @@ class PixelCNN(LikelihoodModel):
         self.guard_values = {"loss/nll": loss.detach()}
         if self.logging_this_step():
             nll = loss.detach()
-            self.log_dict(
-                {"loss/nll": nll, "train/bpd": bits_per_dim(nll, x[0].numel())},
-                on_step=True,
-                on_epoch=False,
-            )
+            self.log_step_metrics({"loss/nll": nll, "train/bpd": bits_per_dim(nll, x[0].numel())})
         return loss
 
     @torch.no_grad()

@@ -162,7 +162,7 @@ class ImageTranslation(GenerativeModule):
         """Hand the losses to the divergence guard, and log them on logging steps."""
         self.guard_values = {"loss/d": stats["loss/d"], "loss/g": stats["loss/g"]}
         if self.logging_this_step():
-            self.log_dict(stats, on_step=True, on_epoch=False)
+            self.log_step_metrics(stats)
 
     def figures(
         self,

@@ -133,7 +133,7 @@ class VAE(LikelihoodModel):
                     "train/elbo": elbo,
                     "train/bpd": bits_per_dim(-elbo, x[0].numel()),
                 }
-            self.log_dict(stats, on_step=True, on_epoch=False)
+            self.log_step_metrics(stats)
         return loss
 
     @torch.no_grad()

@@ -29,6 +29,12 @@ __all__ = ["DiscriminatorOutput", "decoder", "discriminator", "encoder", "genera
 def fully_connected(kind: str, shape: Sequence[int], role: str) -> bool:
     """Whether `kind` asks for an MLP for data of `shape`."""
     require(kind in KINDS, f"model.{role}.kind must be one of {', '.join(KINDS)} (got {kind!r})")
+    require(
+        not (kind == "dcgan" and len(shape) == 1),
+        f"model.{role}.kind=dcgan makes convolutional nets for images, but the data holds "
+        f"points of shape {list(shape)}; use model=gan (its nets are MLPs for points) or "
+        f"image data (e.g. data=mnist_mini)",
+    )
     return kind == "mlp" or (kind == "auto" and len(shape) == 1)
 
 
