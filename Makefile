@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,mlflow,wandb]'
 	touch $(STAMP)
 
 train: $(STAMP)  ## the default experiment: GAN on moons, CPU (make train ARGS="model=wgan_gp data=ring")

@@ -187,5 +187,8 @@ def test_multirun_with_ddp_spawns_ranks_instead_of_new_sweeps(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     (job,) = [p for p in folder.iterdir() if p.is_dir()]  # one job, no sweep per rank
     assert job.name == "0_model.lr=0.001"
-    metrics = json.loads((job / "metrics.json").read_text())["metrics"]
-    assert metrics["ddp/replicas_in_sync"] == 1.0
+    record = json.loads((job / "metrics.json").read_text())
+    assert record["metrics"]["ddp/replicas_in_sync"] == 1.0
+    # the spawned ranks' progress, not the idle main process's zeros: 4 batches, D and G steps
+    assert (record["epochs"], record["global_step"]) == (1, 8)
+    assert not any(name.startswith("progress/") for name in record["metrics"])

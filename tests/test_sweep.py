@@ -367,8 +367,8 @@ def test_tensorboard_serves_every_job_of_a_sweep(finished_sweep):
             assert points and all(len(point) == 3 for point in points)  # wall time, step, value
         experiment = get("plugin/hparams/experiment", {"experimentName": ""})
         hparam_names = [info["name"] for info in experiment["hparamInfos"]]
-        # the columns runs are compared by come first
-        assert hparam_names[:5] == ["model", "data", "lr", "batch_size", "seed"], hparam_names
+        # the columns runs are compared by come first (TensorBoard sorts them by name)
+        assert hparam_names[:5] == ["Batch size", "Data", "LR", "Model", "Seed"], hparam_names
         assert {"model/lr", "data/batch_size"} <= set(hparam_names), hparam_names
         assert not any(name.startswith("choice/debug") for name in hparam_names)
         metric_tags = {info["name"]["tag"] for info in experiment["metricInfos"]}

@@ -1,7 +1,7 @@
 """From a run's config to objects: the data, the model, the callbacks, the loggers and the
 Trainer, each checked against the others before training starts."""
 
-import tempfile
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from genlab.checkpoints import AtomicCheckpointIO
 from genlab.config import SPEED_KEYS
 from genlab.contract import Sampler, Translator, translates
 from genlab.errors import ConfigError, DataError, require
+from genlab.folders import unwritable
 from genlab.hardware import wants_channels_last
 from genlab.sweeps import in_multirun
 
@@ -118,22 +119,31 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
 
 
+# the trackers that come with an extra of genlab's: logger class -> package and extra name
+TRACKER_EXTRAS = {"MLFlowLogger": "mlflow", "WandbLogger": "wandb"}
+
+
 def loggers(cfg: DictConfig) -> list[Any]:
     """The configured loggers, their folders checked writable now rather than after an epoch."""
+    for name, entry in (cfg.get("logger") or {}).items():
+        extra = TRACKER_EXTRAS.get(str((entry or {}).get("_target_", "")).rsplit(".", 1)[-1])
+        require(
+            extra is None or importlib.util.find_spec(extra) is not None,
+            f"logger={name} needs the {extra} package: pip install 'genlab[{extra}]' "
+            f"(make install has it), or use logger=tensorboard",
+        )
     built = instantiate_group(cfg.get("logger"))
     for logger in built:
         folder = getattr(logger, "save_dir", None) or getattr(logger, "root_dir", None)
         if not folder:
             continue
-        try:
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=folder):
-                pass
-        except OSError as error:
+        blocked = unwritable(Path(folder))  # checked without creating anything yet
+        if blocked is not None:
             raise ConfigError(
-                f"cannot write logs to {folder} ({error.strerror or error}); point "
-                f"paths.output_dir (or hydra.run.dir) at a writable folder, or use logger=none"
-            ) from None
+                f"cannot write logs to {folder} ({blocked} is read-only or not a folder); "
+                f"point paths.output_dir (or hydra.run.dir) at a writable folder, or use "
+                f"logger=none"
+            )
     return built
 
 

@@ -11,6 +11,7 @@ notes (its rank-zero info logger), and warnings known to be harmless here.
 """
 
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -43,6 +44,8 @@ class ConsoleFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
+        if record.name == "py.warnings":  # "path.py:12: UserWarning: text\n  source line"
+            message = re.sub(r"^\S+\.py:\d+: (\w+: )?", "", message.strip())
         if record.levelno >= logging.WARNING:
             label = "error" if record.levelno >= logging.ERROR else "warning"
             first = message.strip().splitlines()[0] if message.strip() else ""

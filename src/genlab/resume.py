@@ -105,11 +105,11 @@ def restore(cfg: DictConfig, resume: Resume) -> tuple[DictConfig, list[str]]:
 def allowed_changes(current: list[str], saved: list[str], run: Path) -> list[str]:
     """The command's overrides that change something a resume may change; a ConfigError for
     one that would change anything else."""
-    saved_set = {normal(o) for o in saved}
+    saved_values = {key_of(o): normal(o) for o in saved}  # the last one of a key counts
     changes = []
     for override in current:
         key = key_of(override)
-        if normal(override) in saved_set or key == "ckpt_path":
+        if saved_values.get(key) == normal(override) or key == "ckpt_path":
             continue
         if not any(key == allowed or key.startswith(allowed + ".") for allowed in MAY_CHANGE):
             started = " ".join(saved) or "the defaults"

@@ -109,16 +109,18 @@ def run_config(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
 
 
 def hparams(cfg: DictConfig, config: dict[str, Any], choices: dict[str, str]) -> dict[str, Any]:
-    """The run's settings for TensorBoard's HPARAMS tab, flat, the ones runs are compared by
-    first (model, data, lr, batch_size, seed), then every model, data and trainer setting
-    and the other config groups' options."""
+    """The run's settings for TensorBoard's HPARAMS tab (and the other trackers), flat: the
+    ones runs are compared by (Model, Data, LR, Batch size, Seed), then every model, data and
+    trainer setting and the other config groups' options."""
     model, data = drop_private(config["model"]), drop_private(config["data"])
+    # capitalised: TensorBoard sorts the columns by name (after those that differ between
+    # runs), and capitals sort before the lower-case groups
     first = {
-        "model": choices.get("model", str(model.get("_target_", "")).rsplit(".", 1)[-1]),
-        "data": choices.get("data", str(data.get("_target_", "")).rsplit(".", 1)[-1]),
-        "lr": model.get("lr"),
-        "batch_size": data.get("batch_size"),
-        "seed": cfg.seed,
+        "Model": choices.get("model", str(model.get("_target_", "")).rsplit(".", 1)[-1]),
+        "Data": choices.get("data", str(data.get("_target_", "")).rsplit(".", 1)[-1]),
+        "LR": model.get("lr"),
+        "Batch size": data.get("batch_size"),
+        "Seed": cfg.seed,
     }
     trainer = {
         k: v
@@ -128,7 +130,7 @@ def hparams(cfg: DictConfig, config: dict[str, Any], choices: dict[str, str]) ->
     others = {
         f"choice/{k}": v
         for k, v in choices.items()
-        if not k.startswith("hydra") and k not in ("model", "data") and v not in ("None", "null")
+        if not k.startswith("hydra") and k not in ("model", "data") and v not in (None, "None")
     }
     flat = {k: v for k, v in first.items() if v is not None}
     for group, settings in (("model", model), ("data", data), ("trainer", trainer)):

@@ -68,9 +68,11 @@ def short_number(value: str, digits: int = 4) -> str:
     if not any(c in value for c in ".eE") or value.lower() in ("inf", "-inf", "nan"):
         return value
     try:
-        return f"{float(value):.{digits}g}"
+        number = float(value)
     except ValueError:
         return value
+    short = f"{number:.{digits}g}"
+    return value if float(short) == number else short  # 1e-4 stays as written
 
 
 def run_name(output_dir: str) -> str:

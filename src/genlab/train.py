@@ -41,27 +41,41 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured model and return its final metrics."""
     started = time.time()
     console.quiet_the_libraries()
+    hydra_folder = Path(cfg.paths.output_dir)
     where = resume.locate(cfg)
     rank_zero = rank_zero_only.rank == 0  # DDP's other ranks re-run this: rank 0 keeps the record
-    with RunLock(where.folder) if rank_zero else contextlib.nullcontext():
-        overrides = None  # a fresh start's: the command line's
-        if where.in_run:
-            cfg, overrides = resume.restore(cfg, where)
-            done = resume.nothing_to_train(where, cfg)
-            if done:
-                print(f"genlab-train: {done}", file=sys.stderr, flush=True)
-                return runs.recorded_metrics(where.folder)
-        elif rank_zero:
-            runs.check_fresh_output(where.folder)
-        try:
-            return start(cfg, where, overrides, rank_zero, started)
-        except Exception as error:
-            found = user_error(error)
-            if found is not None and console.run_log_open():  # the console gets it from main
-                log.error("%s", str(found).splitlines()[0], extra={"file_only": True})
-            raise
-        finally:
-            console.stop_run_log()
+    try:
+        with RunLock(where.folder) if rank_zero else contextlib.nullcontext():
+            return start_or_resume(cfg, where, rank_zero, started)
+    finally:
+        if where.folder.resolve() != hydra_folder.resolve():  # resumed in the checkpoint's run
+            with contextlib.suppress(OSError):  # the folder Hydra made for this start, if empty
+                hydra_folder.rmdir()
+
+
+def start_or_resume(
+    cfg: DictConfig, where: resume.Resume, rank_zero: bool, started: float
+) -> dict[str, float]:
+    """A resume takes the run's own config (or says there is nothing left to train); a new
+    run never goes into another's folder. Errors after the record reach train.log too."""
+    overrides = None  # a new run's: the command line's
+    if where.in_run:
+        cfg, overrides = resume.restore(cfg, where)
+        done = resume.nothing_to_train(where, cfg)
+        if done:
+            print(f"genlab-train: {done}", file=sys.stderr, flush=True)
+            return runs.recorded_metrics(where.folder)
+    elif rank_zero:
+        runs.check_fresh_output(where.folder)
+    try:
+        return start(cfg, where, overrides, rank_zero, started)
+    except Exception as error:
+        found = user_error(error)
+        if found is not None and console.run_log_open():  # the console gets it from main
+            log.error("%s", str(found).splitlines()[0], extra={"file_only": True})
+        raise
+    finally:
+        console.stop_run_log()
 
 
 def start(
@@ -78,30 +92,29 @@ def start(
             cfg.ckpt_path = str(where.checkpoint)  # another run's weights, in a new folder
     config.validate(cfg)
     check_writable(output_dir)
-    if rank_zero:
-        runs.write_record(output_dir, cfg, overrides)
-        console.start_run_log(output_dir)
-        remove_torn_writes(output_dir / "checkpoints")
-    if not where.in_run:
-        config.report_tuning(cfg)
     sweeps.share_resources(cfg)
     skip_nvml_probe()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    if rank_zero:
-        runs.write_run_info(output_dir / "run_info.json")
-
     datamodule, model = build.data_and_model(cfg)
-    choices = runs.recorded_choices(output_dir) if where.in_run else hydra_choices()
-    if rank_zero:
-        console.log_start(cfg, output_dir, model, datamodule, choices)
     if cfg.get("ckpt_path"):
         check_compatible(load_checkpoint(cfg.ckpt_path), model, cfg.ckpt_path)
+    choices = runs.recorded_choices(output_dir) if where.in_run else hydra_choices()
     record = runs.run_config(cfg, choices)
     callbacks = [
         *build.instantiate_group(cfg.get("callbacks")),
         RunRecord(record, runs.hparams(cfg, record, choices)),
     ]
     loggers = build.loggers(cfg)
+
+    # everything checked: from here on the run is recorded in its folder
+    if rank_zero:
+        runs.write_record(output_dir, cfg, overrides)
+        console.start_run_log(output_dir)
+        remove_torn_writes(output_dir / "checkpoints")
+        if not where.in_run:
+            config.report_tuning(cfg)
+        console.log_start(cfg, output_dir, model, datamodule, choices)
+        runs.write_run_info(output_dir / "run_info.json")
     with speedups.applied(cfg.get("speedups", True)):
         trainer = build.trainer(cfg, callbacks, loggers)
         return fit(cfg, trainer, model, datamodule, output_dir, started)
@@ -120,10 +133,13 @@ def fit(
 
     def record(status: str, **extra: Any) -> dict[str, float]:
         metrics = final_metrics(trainer)
+        # rank 0's counts, where DDP ranks were spawned (callbacks/distributed.py)
+        epochs = int(metrics.pop("progress/epochs", trainer.current_epoch))
+        global_step = int(metrics.pop("progress/global_step", trainer.global_step))
         if trainer.is_global_zero:
             runs.write_metrics(
                 output_dir / "metrics.json", status, metrics,
-                epochs=trainer.current_epoch, global_step=trainer.global_step,
+                epochs=epochs, global_step=global_step,
                 duration_s=round(time.time() - started, 2), threads=torch.get_num_threads(),
                 **extra,
             )  # fmt: skip

@@ -1,12 +1,13 @@
 """What a run records about itself: its config inside each checkpoint, its hparams beside its metrics."""
 
+import re
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger
 
-from genlab.callbacks.distributed import check_replicas
+from genlab.callbacks.distributed import carry_progress, check_replicas
 from genlab.contract import LossCharts
 
 
@@ -14,6 +15,24 @@ def final_metrics(trainer: L.Trainer) -> dict[str, float]:
     """The trainer's scalar metrics as floats, sorted by name."""
     metrics = trainer.callback_metrics
     return {k: float(v) for k, v in sorted(metrics.items()) if torch.as_tensor(v).numel() == 1}
+
+
+def mlflow_names(params: Any) -> Any:
+    """The params with every key made a valid MLflow name: the characters MLflow refuses
+    (the `@` of Hydra's `model/optimizer@model.optimizer_d` choice; a colon, refused on
+    Windows) become `_`."""
+    if not isinstance(params, dict):
+        return params
+    return {re.sub(r"[^\w\-. /]", "_", str(k)): mlflow_names(v) for k, v in params.items()}
+
+
+def finish_wandb(trainer: L.Trainer, exit_code: int) -> None:
+    """Lightning's WandbLogger leaves its W&B run open until the process exits: finish it
+    with the genlab run, so that its end is recorded now and the next run in this process (a
+    sweep's next job) starts a run of its own rather than writing into this one."""
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish(exit_code=exit_code)
 
 
 class RunRecord(L.Callback):
@@ -27,7 +46,9 @@ class RunRecord(L.Callback):
     - at the end, under DDP, whether the replicas still hold the same weights
       (`ddp/replicas_in_sync`), then the run's settings with its final metrics (as
       `final/...`), so that TensorBoard's HPARAMS tab compares runs. Done in `on_train_end`,
-      before Lightning closes the loggers, so the run keeps a single event file.
+      before Lightning closes the loggers, so the run keeps a single event file. MLflow
+      gets the settings under names it accepts; a W&B run is finished here (or failed, when
+      training ends in an exception).
     """
 
     def __init__(self, config: dict[str, Any], params: dict[str, Any]) -> None:
@@ -56,5 +77,13 @@ class RunRecord(L.Callback):
             if isinstance(logger, TensorBoardLogger):
                 logger.log_hyperparams(self.params, final)
             else:
-                logger.log_hyperparams(self.params)
+                params = (
+                    mlflow_names(self.params) if isinstance(logger, MLFlowLogger) else self.params
+                )
+                logger.log_hyperparams(params)
                 logger.log_metrics(final, step=trainer.global_step)
+        finish_wandb(trainer, exit_code=0)
+        carry_progress(trainer)  # last: the counts are for metrics.json, not a final metric
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception) -> None:
+        finish_wandb(trainer, exit_code=1)

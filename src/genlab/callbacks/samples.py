@@ -8,7 +8,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from genlab.callbacks.tensorboard import log_png
+from genlab.callbacks.pictures import log_png
 from genlab.contract import Figures, Sampler, Translator
 from genlab.plotting import encode_png, grid_labels, picture, save_png
 
