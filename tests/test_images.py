@@ -221,8 +221,12 @@ def test_bad_image_inputs(tmp_path):
     flat = image_folder(tmp_path / "flat", None)
     message = one_line_error(
         cli_in_process(
-            "genlab-train", "model=cgan", "data=image_folder", f"data.root={flat}",
-            "data.batch_size=4", cwd=tmp_path,
+            "genlab-train",
+            "model=cgan",
+            "data=image_folder",
+            f"data.root={flat}",
+            "data.batch_size=4",
+            cwd=tmp_path,
         )
     )
     assert "no known classes" in message or "no labels" in message
