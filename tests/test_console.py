@@ -92,14 +92,9 @@ def test_a_piped_run_prints_a_line_per_epoch_and_its_log_holds_the_console(tmp_p
     for line in (*lines[:3], *epochs, lines[-2]):
         assert line in logged, line
 
-
-def test_d_and_g_losses_share_a_chart_in_two_colours(tmp_path):
-    """TensorBoard colours curves by run: each curve of the GAN's loss chart is also its own
-    run, under the chart's title, at the steps of the main run's `loss/d` and `loss/g`."""
-    run = tmp_path / "run"
-    result = cli("genlab-train", *TINY, "trainer.log_every_n_steps=2", f"hydra.run.dir={run}",
-                 cwd=tmp_path)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
+    # D's and G's losses share a chart in two colours: TensorBoard colours curves by run, so
+    # each curve of the loss chart is also its own run, under the chart's title, at the steps
+    # of the main run's loss/d and loss/g
     main = read_events(tb_run(run))
     for tag in ("loss/d", "loss/g"):
         curve = read_events(tb_run(run) / f"D and G losses_{tag.replace('/', '_')}")

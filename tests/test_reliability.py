@@ -24,14 +24,16 @@ SHORT = [
     "callbacks.sample_quality.num_samples=300",
     "trainer.log_every_n_steps=1",
 ]
+# (the GAN with G's moving average is cut at seven points by real signals in
+# test_run_record.py)
 CASES = {
-    "gan": ["model=gan", "model.ema_decay=0.99"],  # with G's moving average
+    "gan": ["model=gan", "model.ema_decay=0.99"],
     "wgan_gp": ["model=wgan_gp", "data=ring"],
     "vae": ["model=vae", "data=digits", "data.image_size=8", "data.binarize=true"],
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", ["wgan_gp", "vae"])
 def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(run_train, case):
     overrides = [*CASES[case], *SHORT]
     full, full_dir = run_train(overrides, name="full")
@@ -54,13 +56,12 @@ def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(run_train, case):
     assert record["status"] == "completed" and record["epochs"] == 4
 
 
-@pytest.mark.parametrize("case", ["gan", "cyclegan"])
+@pytest.mark.parametrize("case", ["cyclegan"])
 def test_a_run_cut_in_the_middle_of_an_epoch_resumes_exactly(run_train, case):
     """Ctrl-C after 3 batches of epoch 1: the checkpoint holds the loader's place, and the
     resumed run trains on the remaining batches in the same order (for CycleGAN, with the
     same image pools), ending bit for bit like an uninterrupted run."""
     overrides = {
-        "gan": [*CASES["gan"], *SHORT],
         "cyclegan": [
             "model=cyclegan", "data=digits_inverted", "data.image_size=16", "data.batch_size=4",
             "model.generator_ab.width=4", "model.generator_ab.n_blocks=1",
