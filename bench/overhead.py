@@ -68,7 +68,9 @@ VARIANTS = {
 # the default callbacks that log or show progress (genlab's progress bar redraws every 10
 # batches; without it Lightning would add its own, redrawn every batch); checkpoints and the
 # evaluation are left out on both sides
-KEPT_CALLBACKS = ("sample_plots", "divergence_guard", "progress_bar")
+KEPT_CALLBACKS = (
+    "sample_plots", "divergence_guard", "progress_bar", "chart_runs", "epoch_log",
+)  # fmt: skip
 
 
 def abba(number: int, sides: tuple) -> tuple:

@@ -116,6 +116,7 @@ def test_a_resumed_run_keeps_writing_its_own_log(tmp_path):
     )  # fmt: skip
     assert again.returncode == 0, again.stderr[-2000:]
     log = (run / "train.log").read_text()
-    assert log.count("run folder: ") == 2 and "resuming from" in log
+    assert log.count("run folder: ") == 2
+    assert re.search(r"resuming from \S+last.ckpt with trainer.max_epochs=2\n", log)
     assert "epoch 1/1" in log and "epoch 2/2" in log
     assert not Path(elsewhere).exists()  # Hydra's new folder, unused, is gone

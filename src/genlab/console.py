@@ -116,10 +116,14 @@ def weights(module) -> str:
     return f"{count / 1e6:.2f} M" if count >= 1e6 else f"{count / 1e3:.1f} K"
 
 
-def log_start(cfg, folder: Path, model, datamodule, choices: dict[str, str]) -> None:
+def log_start(
+    cfg, folder: Path, model, datamodule, choices: dict[str, str], changes: list[str]
+) -> None:
     """The start summary: where the run writes, what it trains on what, and where."""
     log = logging.getLogger("genlab.train")
     resuming = f"; resuming from {cfg.ckpt_path}" if cfg.get("ckpt_path") else ""
+    if changes:
+        resuming += f" with {' '.join(changes)}"
     log.info("run folder: %s%s", folder.resolve(), resuming)
     nets = ", ".join(
         f"{name} {type(net).__name__} ({weights(net)} weights)"

@@ -10,7 +10,6 @@ further, unless a larger `trainer.max_epochs` (or `max_steps`) extends it.
 """
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genlab.config import compose_again
 from genlab.errors import CheckpointError, ConfigError, require
-from genlab.runs import RECORD, latest_record
-
-log = logging.getLogger(__name__)
+from genlab.runs import RECORD, latest_record, recorded_overrides
 
 # settings a resumed run may take from the command line (a key, or every key under a group)
 MAY_CHANGE = (
@@ -76,9 +73,10 @@ def locate(cfg: DictConfig) -> Resume:
 def restore(cfg: DictConfig, resume: Resume) -> tuple[DictConfig, list[str]]:
     """The run's recorded config (its latest start's) with this command's allowed changes
     applied, and the overrides that compose it; or a one-line ConfigError naming the
-    override that would change what the checkpoint learned."""
+    override that would change what the checkpoint learned. (The changes are the overrides
+    that the new record lists beyond the previous one's.)"""
     record = latest_record(resume.folder)
-    saved_overrides = [str(o) for o in OmegaConf.load(record / "overrides.yaml")]
+    saved_overrides = recorded_overrides(record)
     current = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     changes = allowed_changes(current, saved_overrides, resume.folder)
     changed_keys = {key_of(c) for c in changes}
@@ -97,8 +95,6 @@ def restore(cfg: DictConfig, resume: Resume) -> tuple[DictConfig, list[str]]:
                 OmegaConf.update(restored, key, value, force_add=True)
         restored.ckpt_path = str(resume.checkpoint)
         restored.paths.output_dir = str(resume.folder)
-    for key, value in leaf_changes(before, after):
-        log.info("resuming with %s", f"{key} dropped" if value is DROPPED else f"{key}={value}")
     return restored, effective
 
 
@@ -121,6 +117,12 @@ def allowed_changes(current: list[str], saved: list[str], run: Path) -> list[str
             )
         changes.append(override)
     return changes
+
+
+def changed(previous: list[str], now: list[str]) -> list[str]:
+    """The overrides of `now` that set a key to another value than `previous` did."""
+    last = {key_of(o): normal(o) for o in previous}  # the last one of a key counts
+    return [o for o in now if last.get(key_of(o)) != normal(o)]
 
 
 def key_of(override: str) -> str:

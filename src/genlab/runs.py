@@ -48,6 +48,12 @@ def latest_record(folder: Path) -> Path:
     return records[-1] if records else first_record(folder)
 
 
+def recorded_overrides(record: Path) -> list[str]:
+    """The overrides a record's config was composed with."""
+    path = record / "overrides.yaml"
+    return [str(o) for o in OmegaConf.load(path)] if path.is_file() else []
+
+
 def write_record(folder: Path, cfg: DictConfig, overrides: list[str] | None = None) -> Path:
     """Record this start as Hydra itself would: config.yaml, the overrides that compose it
     (overrides.yaml; a resume's are the run's own with its allowed changes) and Hydra's

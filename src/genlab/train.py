@@ -59,8 +59,11 @@ def start_or_resume(
     """A resume takes the run's own config (or says there is nothing left to train); a new
     run never goes into another's folder. Errors after the record reach train.log too."""
     overrides = None  # a new run's: the command line's
+    changes: list[str] = []  # a resume's, to the run's previous start
     if where.in_run:
+        previous = runs.recorded_overrides(runs.latest_record(where.folder))
         cfg, overrides = resume.restore(cfg, where)
+        changes = resume.changed(previous, overrides)
         done = resume.nothing_to_train(where, cfg)
         if done:
             print(f"genlab-train: {done}", file=sys.stderr, flush=True)
@@ -68,7 +71,7 @@ def start_or_resume(
     elif rank_zero:
         runs.check_fresh_output(where.folder)
     try:
-        return start(cfg, where, overrides, rank_zero, started)
+        return start(cfg, where, overrides, changes, rank_zero, started)
     except Exception as error:
         found = user_error(error)
         if found is not None and console.run_log_open():  # the console gets it from main
@@ -82,6 +85,7 @@ def start(
     cfg: DictConfig,
     where: resume.Resume,
     overrides: list[str] | None,
+    changes: list[str],
     rank_zero: bool,
     started: float,
 ) -> dict[str, float]:
@@ -113,7 +117,7 @@ def start(
         remove_torn_writes(output_dir / "checkpoints")
         if not where.in_run:
             config.report_tuning(cfg)
-        console.log_start(cfg, output_dir, model, datamodule, choices)
+        console.log_start(cfg, output_dir, model, datamodule, choices, changes)
         runs.write_run_info(output_dir / "run_info.json")
     with speedups.applied(cfg.get("speedups", True)):
         trainer = build.trainer(cfg, callbacks, loggers)
