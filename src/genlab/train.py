@@ -4,10 +4,12 @@ genlab-train                                   # GAN on moons, CPU
 genlab-train model=wgan_gp data=ring model.lr=1e-4
 genlab-train -m model.lr=1e-4,1e-3 data.batch_size=50,250
 
-The recipe reads top to bottom in `train`: the run folder, the checks, the objects, the fit
-and the record. Each step lives in a module named after it: config.py (compose, check),
-build.py (data, model, callbacks, loggers, Trainer), runs.py (run folder, record),
-sweeps.py (multirun jobs), hardware.py (GPU, threads) and speedups.py.
+The recipe reads top to bottom: the run folder and its lock (`train`), a resume's own
+config (`start_or_resume`), the checks, the objects, the record (`start`), the fit and its
+outcome (`fit`). Each step lives in a module named after it: resume.py, locks.py, config.py
+(compose, check), folders.py, build.py (data, model, callbacks, loggers, Trainer), runs.py
+(the record), console.py (the console and train.log), sweeps.py (multirun jobs),
+hardware.py (GPU, threads) and speedups.py.
 """
 
 import contextlib
