@@ -22,8 +22,8 @@ train: $(STAMP)  ## the default experiment: GAN on moons, CPU (make train ARGS="
 sweep: $(STAMP)  ## the seed's lr x batch_size grid on moons
 	$(BIN)/genlab-train -m experiment=moons_sweep $(ARGS)
 
-test: $(STAMP)  ## the fast test suite (what CI runs)
-	$(BIN)/pytest -q $(ARGS)
+test: $(STAMP)  ## the fast test suite (what CI runs), two workers of one thread each
+	$(BIN)/pytest -q -n 2 $(ARGS)
 
 test-slow: $(STAMP)  ## the long tests: quality targets, long sweeps
 	$(BIN)/pytest -q -m slow $(ARGS)

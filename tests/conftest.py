@@ -5,13 +5,28 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.core.global_hydra import GlobalHydra
 
 from helpers import compose_train
 
-# One data folder for the whole session (in-process runs and subprocesses alike), so that
-# the digit classifier behind the image metrics is trained once per dataset, not per test.
-os.environ.setdefault("GENLAB_DATA", tempfile.mkdtemp(prefix="genlab-data-"))
+# One data folder for the whole session (in-process runs and subprocesses alike, and every
+# pytest-xdist worker of one run), so that the digit classifier behind the image metrics is
+# trained once per dataset, not per test (its cache file is written atomically).
+RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+if RUN_ID:
+    shared = Path(tempfile.gettempdir()) / f"genlab-data-{RUN_ID}"
+    shared.mkdir(exist_ok=True)
+    os.environ.setdefault("GENLAB_DATA", str(shared))
+else:
+    os.environ.setdefault("GENLAB_DATA", tempfile.mkdtemp(prefix="genlab-data-"))
+
+# `make test` runs two pytest workers on two cores: each trains with one thread, and so do
+# the genlab-train processes the tests start (torch reads OMP_NUM_THREADS), so that the
+# workers do not slow each other down
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture
