@@ -14,8 +14,9 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from genlab.attempts import latest_record
 from genlab.errors import GenlabError
-from genlab.report import find_sweep, latest_record, main, report
+from genlab.report import find_sweep, main, report
 from genlab.sweeps import job_name
 
 from helpers import BIN, cli, one_line_error, tb_run

@@ -52,11 +52,15 @@ def processes(trainer: DictConfig) -> int:
     return count * max(1, int(trainer.get("num_nodes") or 1))
 
 
+def training_samples(datamodule: L.LightningDataModule) -> int:
+    """The training set's size (of its smaller domain, for unpaired domains)."""
+    return min(len(t) for t in datamodule.train_set)
+
+
 def check_batch_size(datamodule: L.LightningDataModule, world_size: int) -> None:
     """A batch must fit in each process's share of the training set (the loaders drop the
     last incomplete batch): said now, before a model or a log file exists."""
-    smallest = min(len(t) for t in datamodule.train_set)  # unpaired domains may differ
-    per_process = smallest // world_size
+    per_process = training_samples(datamodule) // world_size
     require(
         datamodule.batch_size <= per_process,
         f"data.batch_size={datamodule.batch_size} is larger than the {per_process} training "

@@ -22,14 +22,20 @@ from genlab.errors import CheckpointError
 TEMPORARY = ".{name}.{pid}.tmp"  # beside the checkpoint it becomes, so the rename stays local
 
 
-def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """`torch.load(weights_only=True)`, with its failures as one-line CheckpointErrors."""
+def existing(path: str | Path) -> Path:
+    """`path`, or a one-line CheckpointError when there is no such file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint not found: {path}; pass the .ckpt file of a run, "
             f"e.g. outputs/<date>/<time>/checkpoints/last.ckpt"
         )
+    return path
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """`torch.load(weights_only=True)`, with its failures as one-line CheckpointErrors."""
+    path = existing(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

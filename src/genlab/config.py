@@ -110,12 +110,16 @@ def check_keys_of(target: str, keys: list[str], path: str) -> None:
         raise ConfigError(f"{path}.{key} is not a setting of {target.rsplit('.', 1)[-1]}; {hint}")
 
 
+def initializers(target: Any) -> list[Any]:
+    """A class's `__init__` and its parents', nearest first; a function alone."""
+    return [c.__init__ for c in inspect.getmro(target)] if inspect.isclass(target) else [target]
+
+
 def accepted_settings(target: Any) -> list[str] | None:
     """The keyword arguments `target` accepts; for a genlab class whose `__init__` passes
     **kwargs on to its parent's, those of the parent too. None when anything goes."""
-    owners = [c.__init__ for c in inspect.getmro(target)] if inspect.isclass(target) else [target]
     known: list[str] = []
-    for function in owners:
+    for function in initializers(target):
         takes_any = False
         for name, parameter in inspect.signature(function).parameters.items():
             if parameter.kind is parameter.VAR_KEYWORD:
@@ -148,47 +152,50 @@ def kind_of(value: Any) -> str:
     return "mapping" if isinstance(value, (dict, DictConfig)) else "other"
 
 
+# what a plain annotation accepts, as kinds of value (Hydra reads `lr=1` as a whole number)
+PLAIN_KINDS = {
+    float: {"number", "whole number"}, int: {"whole number"}, bool: {"true or false"},
+    str: {"string"}, type(None): {"null"},
+}  # fmt: skip
+
+
+def union_members(annotation: Any) -> tuple:
+    """The members of a Union (`float | None`, `Optional[float]`), or the annotation alone."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
 def accepted_kinds(annotation: Any) -> set[str] | None:
     """The kinds of value an annotation accepts (`float | None`: a number or null), or None
     when it accepts anything or genlab cannot tell."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        found: set[str] = set()
-        for argument in typing.get_args(annotation):
-            kinds = accepted_kinds(argument)
-            if kinds is None:
-                return None
-            found |= kinds
-        return found
-    if origin is typing.Literal:
-        return {kind_of(v) for v in typing.get_args(annotation)}
-    if annotation is float:
-        return {"number", "whole number"}
-    if annotation in (int, bool, str, type(None)):
-        return {kind_of({int: 0, bool: True, str: "", type(None): None}[annotation])}
-    if annotation in (list, tuple) or origin in (list, tuple, collections.abc.Sequence):
-        return {"list"}
-    if annotation is dict or origin in (dict, collections.abc.Mapping):
-        return {"mapping"}
-    return None
+    found: set[str] = set()
+    for member in union_members(annotation):
+        origin = typing.get_origin(member)
+        if origin is typing.Literal:
+            found |= {kind_of(v) for v in typing.get_args(member)}
+        elif member in PLAIN_KINDS:
+            found |= PLAIN_KINDS[member]
+        elif member in (list, tuple) or origin in (list, tuple, collections.abc.Sequence):
+            found.add("list")
+        elif member is dict or origin in (dict, collections.abc.Mapping):
+            found.add("mapping")
+        else:
+            return None
+    return found
 
 
 def literal_choices(annotation: Any) -> list | None:
     """The values an annotation made only of Literals (and None) allows, else None."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Literal:
-        return list(typing.get_args(annotation))
-    if annotation is type(None):
-        return [None]
-    if origin in (typing.Union, types.UnionType):
-        found = []
-        for argument in typing.get_args(annotation):
-            choices = literal_choices(argument)
-            if choices is None:
-                return None
-            found += choices
-        return found
-    return None
+    choices: list = []
+    for member in union_members(annotation):
+        if typing.get_origin(member) is typing.Literal:
+            choices += typing.get_args(member)
+        elif member is type(None):
+            choices.append(None)
+        else:
+            return None
+    return choices
 
 
 def describe(kinds: set[str]) -> str:
@@ -228,9 +235,8 @@ def check_values_of(target: str, node: DictConfig, path: str) -> None:
 def parameter_annotations(target: Any) -> dict[str, Any]:
     """The annotations of the keyword arguments `target` accepts (its `__init__`, and for a
     genlab class that passes **kwargs on, its parents')."""
-    owners = [c.__init__ for c in inspect.getmro(target)] if inspect.isclass(target) else [target]
     found: dict[str, Any] = {}
-    for function in reversed(owners):
+    for function in reversed(initializers(target)):
         try:
             hints = typing.get_type_hints(function)
         except Exception:  # names only the library itself can resolve

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from genlab.build import training_samples
+
 RUN_LOG = "genlab-run-log"  # the name of the handler that writes train.log
 PROGRAM = "genlab-train"
 
@@ -133,7 +135,7 @@ def log_start(
     name = choices.get("model", type(model).__name__)
     log.info("model: %s: %s", name, nets or type(model).__name__)
     data = choices.get("data", type(datamodule).__name__)
-    samples = min(len(t) for t in datamodule.train_set) if datamodule.train_set else "?"
+    samples = training_samples(datamodule)
     shape = list(getattr(datamodule, "shape", []) or [])
     log.info(
         "data: %s: %s training samples of shape %s, batches of %s",

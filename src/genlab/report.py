@@ -23,6 +23,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
+from genlab.attempts import latest_record, recorded_overrides
 from genlab.errors import GenlabError, require
 
 # Metrics where larger is better; every other metric is better smaller (fd, nll, losses, ...).
@@ -84,21 +85,9 @@ def job_folders(sweep: Path) -> list[Path]:
     return sorted(jobs, key=lambda p: (len(p.name), p.name))
 
 
-def latest_record(job: Path) -> Path:
-    """The record of the job's latest start: `.hydra/attempt-N/` with the highest N (each
-    resume writes one), else `.hydra/` (the first start)."""
-    first = job / ".hydra"
-    attempts = [
-        (int(p.name.split("-", 1)[1]), p)
-        for p in first.glob("attempt-*")
-        if p.name.split("-", 1)[1].isdigit() and (p / "overrides.yaml").is_file()
-    ]
-    return max(attempts)[1] if attempts else first
-
-
 def read_overrides(job: Path) -> dict[str, str]:
-    items = yaml.safe_load((latest_record(job) / "overrides.yaml").read_text()) or []
-    pairs = (str(item).split("=", 1) for item in items if "=" in str(item))
+    items = recorded_overrides(latest_record(job))
+    pairs = (item.split("=", 1) for item in items if "=" in item)
     return {key.lstrip("+~"): value for key, value in pairs}
 
 

@@ -9,6 +9,7 @@ that repeats the run's own overrides is fine. A run that finished says so and tr
 further, unless a larger `trainer.max_epochs` (or `max_steps`) extends it.
 """
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,13 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from genlab.attempts import attempt_records, latest_record, recorded_overrides
+from genlab.checkpoints import existing
 from genlab.config import compose_again
 from genlab.errors import CheckpointError, ConfigError, require
-from genlab.runs import RECORD, latest_record, recorded_overrides
 
 # settings a resumed run may take from the command line (a key, or every key under a group)
 MAY_CHANGE = (
@@ -57,15 +60,9 @@ def locate(cfg: DictConfig) -> Resume:
             CheckpointError,
         )
     else:
-        path = Path(ckpt_path)
-        require(
-            path.is_file(),
-            f"checkpoint not found: {path}; pass the .ckpt file of a run, "
-            f"e.g. outputs/<date>/<time>/checkpoints/last.ckpt",
-            CheckpointError,
-        )
+        path = existing(ckpt_path)
     run = path.resolve().parent.parent
-    if path.parent.name == "checkpoints" and (run / RECORD / "config.yaml").is_file():
+    if path.parent.name == "checkpoints" and attempt_records(run):
         return Resume(run, path.resolve(), True)
     return Resume(output_dir, path.resolve(), False)  # a checkpoint from elsewhere: a new run
 
@@ -101,12 +98,9 @@ def restore(cfg: DictConfig, resume: Resume) -> tuple[DictConfig, list[str]]:
 def allowed_changes(current: list[str], saved: list[str], run: Path) -> list[str]:
     """The command's overrides that change something a resume may change; a ConfigError for
     one that would change anything else."""
-    saved_values = {key_of(o): normal(o) for o in saved}  # the last one of a key counts
-    changes = []
-    for override in current:
+    changes = [o for o in changed(saved, current) if key_of(o) != "ckpt_path"]
+    for override in changes:
         key = key_of(override)
-        if saved_values.get(key) == normal(override) or key == "ckpt_path":
-            continue
         if not any(key == allowed or key.startswith(allowed + ".") for allowed in MAY_CHANGE):
             started = " ".join(saved) or "the defaults"
             raise ConfigError(
@@ -115,23 +109,28 @@ def allowed_changes(current: list[str], saved: list[str], run: Path) -> list[str
                 f"(a resume may change only trainer.max_epochs/max_steps/max_time, hardware, "
                 f"logging and callbacks)"
             )
-        changes.append(override)
     return changes
 
 
 def changed(previous: list[str], now: list[str]) -> list[str]:
-    """The overrides of `now` that set a key to another value than `previous` did."""
-    last = {key_of(o): normal(o) for o in previous}  # the last one of a key counts
+    """The overrides of `now` that set a key to another value than `previous` did (the last
+    override of a key counts; `model.lr=1e-4` and `model.lr=0.0001` agree)."""
+    last = {key_of(o): normal(o) for o in previous}
     return [o for o in now if last.get(key_of(o)) != normal(o)]
 
 
+@functools.lru_cache(maxsize=256)
+def parse(override: str) -> Override:
+    return OverridesParser.create().parse_override(override)
+
+
 def key_of(override: str) -> str:
-    return OverridesParser.create().parse_override(override).key_or_group
+    return parse(override).key_or_group
 
 
 def normal(override: str) -> str:
-    """An override in one spelling: `model.lr=1e-4` and `model.lr=0.0001` agree."""
-    parsed = OverridesParser.create().parse_override(override)
+    """An override in one spelling, its value parsed."""
+    parsed = parse(override)
     return f"{parsed.get_key_element()}={parsed.value()!r}"
 
 

@@ -18,40 +18,10 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from genlab.attempts import RECORD, attempt_records, first_record
 from genlab.errors import ConfigError
 
 log = logging.getLogger("genlab.train")
-
-
-RECORD = ".hydra"  # the record of the run's first start; later ones in .hydra/attempt-N/
-
-
-def first_record(folder: Path) -> Path:
-    return folder / RECORD
-
-
-def attempt_records(folder: Path) -> list[Path]:
-    """The record folders of every start of the run in `folder`, oldest first."""
-    first = first_record(folder)
-    if not (first / "config.yaml").is_file():
-        return []
-    later = sorted(
-        (p for p in first.glob("attempt-*") if p.name.split("-", 1)[1].isdigit()),
-        key=lambda p: int(p.name.split("-", 1)[1]),
-    )
-    return [first, *later]
-
-
-def latest_record(folder: Path) -> Path:
-    """The record of the run's latest start (`.hydra/` or `.hydra/attempt-N/`)."""
-    records = attempt_records(folder)
-    return records[-1] if records else first_record(folder)
-
-
-def recorded_overrides(record: Path) -> list[str]:
-    """The overrides a record's config was composed with."""
-    path = record / "overrides.yaml"
-    return [str(o) for o in OmegaConf.load(path)] if path.is_file() else []
 
 
 def write_record(folder: Path, cfg: DictConfig, overrides: list[str] | None = None) -> Path:

@@ -26,6 +26,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, open_dict
 
 from genlab import build, config, console, resume, runs, speedups, sweeps
+from genlab.attempts import attempt_records, latest_record, recorded_overrides
 from genlab.callbacks.guard import CheckpointOnInterrupt
 from genlab.callbacks.run_record import RunRecord, final_metrics
 from genlab.checkpoints import check_compatible, load_checkpoint, remove_torn_writes
@@ -63,7 +64,7 @@ def start_or_resume(
     overrides = None  # a new run's: the command line's
     changes: list[str] = []  # a resume's, to the run's previous start
     if where.in_run:
-        previous = runs.recorded_overrides(runs.latest_record(where.folder))
+        previous = recorded_overrides(latest_record(where.folder))
         cfg, overrides = resume.restore(cfg, where)
         changes = resume.changed(previous, overrides)
         done = resume.nothing_to_train(where, cfg)
@@ -189,7 +190,7 @@ def main(cfg: DictConfig) -> float | None:
         log.error("job failed: %s", message)
         folder = Path(cfg.paths.output_dir)
         if not (folder / "metrics.json").exists():  # never over another run's results
-            if not runs.attempt_records(folder):
+            if not attempt_records(folder):
                 runs.write_record(folder, cfg)  # so that the sweep's report lists the job
             runs.write_metrics(folder / "metrics.json", "failed", {}, error=message)
         return float("nan")

@@ -42,6 +42,7 @@ class ChartRuns(L.Callback):
         writers = [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
         for title, tags in pl_module.loss_charts.items():
             curves = {tag.replace("/", "_"): float(metrics[tag]) for tag in tags if tag in metrics}
+            if not curves:
+                continue
             for writer in writers:
-                if curves:
-                    writer.add_scalars(title, curves, step)
+                writer.add_scalars(title, curves, step)

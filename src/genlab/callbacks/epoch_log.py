@@ -5,7 +5,8 @@ import math
 import time
 
 import lightning as L
-import torch
+
+from genlab.callbacks.run_record import final_metrics
 
 log = logging.getLogger("genlab.epochs")
 
@@ -29,14 +30,8 @@ class EpochLog(L.Callback):
         log.info(self.line(trainer), extra={"file_only": trainer.progress_bar_callback is not None})
 
     def line(self, trainer: L.Trainer) -> str:
-        found = {
-            name: float(value)
-            for name, value in trainer.callback_metrics.items()
-            if name.startswith(self.prefixes) and torch.as_tensor(value).numel() == 1
-        }
-        order = {name: (next(i for i, p in enumerate(self.prefixes) if name.startswith(p)), name)
-                 for name in found}  # fmt: skip
-        metrics = {name: found[name] for name in sorted(found, key=order.get)}
+        scalars = final_metrics(trainer)  # by name
+        metrics = {k: v for p in self.prefixes for k, v in scalars.items() if k.startswith(p)}
         evaluation = {k: v for k, v in metrics.items() if k.startswith("eval/")}
         if evaluation == self.last_eval:  # not evaluated this epoch: leave the old values out
             metrics = {k: v for k, v in metrics.items() if k not in evaluation}
