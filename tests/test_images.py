@@ -75,7 +75,7 @@ def test_evaluation_runs_the_classifier_channels_last_and_reads_the_real_set_onc
 
     data = MnistMiniDataModule()
     data.setup()
-    images, labels = data.train_set[0][:300], data.train_set[1][:300]
+    images, labels = (t[:300] for t in data.real_set("train"))
     for _ in range(2):  # trained, then from the cache
         classifier, _, _ = load_or_train_classifier(images, labels, 10, tmp_path, epochs=1)
         second_conv = classifier.body[3].weight  # (the first, with one input channel, is both)
@@ -108,7 +108,7 @@ def test_evaluation_runs_the_classifier_channels_last_and_reads_the_real_set_onc
 def test_classifier_is_cached_by_content(tmp_path):
     data = MnistMiniDataModule()
     data.setup()
-    images, labels = data.train_set[0][:300], data.train_set[1][:300]
+    images, labels = (t[:300] for t in data.real_set("train"))
     _, path, cached = load_or_train_classifier(images, labels, 10, tmp_path, epochs=1)
     assert not cached and path.is_file()
     stamp = path.stat().st_mtime_ns
@@ -151,9 +151,11 @@ def test_torchvision_mnist_from_idx_files(tmp_path, run_train):
     overrides = ["model=dcgan", "data=mnist", f"data.root={root}", "data.download=false"]
     data = instantiate(compose_train(overrides, tmp_path / "compose").data)
     data.setup()
-    images, labels = data.train_set
+    stored, _ = data.train_set
+    images, labels = data.real_set("train")
     written = np.random.default_rng(0).integers(0, 256, (256, 28, 28))
     assert images.shape == (256, 1, 28, 28) and labels.tolist() == [i % 10 for i in range(256)]
+    assert stored.dtype == torch.uint8 and np.array_equal(stored[0, 0].numpy(), written[0])
     assert np.allclose(images[0, 0].numpy(), written[0] / 127.5 - 1, atol=1e-6)
     assert len(data.eval_set()[0]) == 64
     metrics, _ = run_train([*overrides, "debug=fdr"])
@@ -342,8 +344,9 @@ def test_real_digits_score_at_the_floor_and_noise_far_above(tmp_path):
     data.setup()
     quality = SampleQuality(cache_dir=str(Path(os.environ["GENLAB_DATA"]) / "classifiers"))
     real, real_labels = data.eval_set()
-    pick = torch.randperm(len(data.train_set[0]), generator=torch.Generator().manual_seed(0))[:2500]
-    train_images, train_labels = data.train_set[0][pick], data.train_set[1][pick]
+    train_images, train_labels = data.real_set("train")
+    pick = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(0))[:2500]
+    train_images, train_labels = train_images[pick], train_labels[pick]
     as_real = quality.image_metrics(real, real_labels, train_images, train_labels, data)
     assert as_real["fd"] < 1.5 * as_real["fd_floor"]
     assert as_real["real_acc"] > 0.95  # the classifier's own held-out accuracy

@@ -184,28 +184,31 @@ def test_image_errors_psnr():
 def test_digits_edges_pairs_each_digit_with_its_edge_map():
     data = DigitsEdgesDataModule(image_size=32, seed=0)
     data.setup()
-    a, b, labels_a, labels_b = data.train_set
+    a, b, labels_a, labels_b = data.real_set("train")
     assert a.shape[1:] == b.shape[1:] == (1, 32, 32)
     assert torch.equal(labels_a, labels_b)
-    assert torch.allclose(a[:10], sobel_edges(b[:10]))
+    assert data.train_set[0].dtype == torch.uint8  # stored as uint8, one level is 1 / 127.5
+    assert torch.allclose(a[:10], sobel_edges(b[:10]), atol=0.5 / 127.5 + 1e-6)
     val_a, val_b, val_labels, _ = data.eval_set()
     assert len(val_a) == 1000 and torch.bincount(val_labels).tolist() == [100] * 10
     assert data.aligned_eval
     swapped = DigitsEdgesDataModule(direction="BtoA", image_size=32, seed=0)
     swapped.setup()
-    assert torch.equal(swapped.train_set[0], b) and torch.equal(swapped.train_set[1], a)
+    swapped_a, swapped_b, _, _ = swapped.real_set("train")
+    assert torch.equal(swapped_a, b) and torch.equal(swapped_b, a)
 
 
 def test_digits_inverted_domains_come_from_disjoint_halves():
     data = DigitsInvertedDataModule(image_size=32, seed=0, batch_size=50)
     data.setup()
-    a, b, labels_a, labels_b = data.train_set
+    a, b, labels_a, labels_b = data.real_set("train")
     assert len(a) == len(b) == 2000
     # no training digit appears in both domains (B holds inverted digits)
-    a_keys = {bytes(x.numpy().tobytes()) for x in a}
-    assert not any(bytes((-x).numpy().tobytes()) in a_keys for x in b)
+    stored_a, stored_b, _, _ = data.train_set
+    a_keys = {bytes(x.numpy().tobytes()) for x in stored_a}
+    assert not any(bytes((255 - x).numpy().tobytes()) in a_keys for x in stored_b)
     val_a, val_b, val_labels_a, val_labels_b = data.eval_set()
-    assert torch.equal(val_b, -val_a) and torch.equal(val_labels_a, val_labels_b)
+    assert torch.allclose(val_b, -val_a, atol=1e-6) and torch.equal(val_labels_a, val_labels_b)
     assert not data.paired and data.aligned_eval
 
 
@@ -244,12 +247,12 @@ def test_paired_folder_reads_the_side_by_side_layout(tmp_path):
     write_png(tmp_path / "val" / "0.png", side_by_side(0, 255))
     data = PairedFolderDataModule(root=str(tmp_path), image_size=16, batch_size=2)
     data.setup()
-    a, b, _, _ = data.train_set
+    a, b, _, _ = data.real_set("train")
     assert a.shape == (4, 3, 16, 16) and len(data.eval_set()[0]) == 1
     assert torch.allclose(a, torch.full_like(a, -1)) and torch.allclose(b, torch.ones_like(b))
     swapped = PairedFolderDataModule(root=str(tmp_path), image_size=16, direction="BtoA")
     swapped.setup()
-    assert torch.allclose(swapped.train_set[0], b)
+    assert torch.allclose(swapped.real_set("train")[0], b)
 
 
 def test_unpaired_folder_layout_and_a_missing_trainB(tmp_path):

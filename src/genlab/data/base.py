@@ -1,11 +1,18 @@
-"""The in-memory datamodule every genlab dataset builds on."""
+"""The datamodule every genlab dataset builds on."""
+
+import hashlib
+from collections.abc import Iterator
 
 import lightning as L
 import torch
 from torch import Tensor
 
-from genlab.data.loaders import InMemoryBatchLoader
+from genlab.data.loaders import InMemoryBatchLoader, Source
+from genlab.data.mapped import MappedImages
+from genlab.data.pixels import to_model_range
 from genlab.errors import require
+
+EVAL_LIMIT = 10_000  # held-out images a memory-mapped set hands the per-epoch metrics
 
 
 def check_declared_shape(key: str, given, expected: tuple[int, ...]) -> None:
@@ -18,16 +25,26 @@ def check_declared_shape(key: str, given, expected: tuple[int, ...]) -> None:
 
 
 class InMemoryDataModule(L.LightningDataModule):
-    """Loads (or generates) the whole set once as tensors and serves it from memory.
+    """Loads (or generates) the whole set once and serves it from memory, or from a
+    memory-mapped file for image folders too large for memory.
 
     Subclasses implement `load() -> (train, val)`, each a tuple `(x, labels)`. `x` holds
-    points [N, D] or images [N, C, H, W] in [-1, 1]; `labels` holds class indices (all -1
-    when the data has none). `shape` is the shape of one sample and `num_classes` the number
-    of classes (0: unlabelled); the model configs read both by interpolation.
+    points [N, D] (float32) or images [N, C, H, W] as uint8 (a tensor, or `MappedImages`);
+    `labels` holds class indices (all -1 when the data has none). `shape` is the shape of
+    one sample and `num_classes` the number of classes (0: unlabelled); the model configs
+    read both by interpolation. `train_set` and `val_set` hold the data as stored; batches,
+    `eval_set()` and `real_batches()` give images as float in [-1, 1].
+
+    `flip`: training images mirrored left to right at random (see `InMemoryBatchLoader`).
     """
 
     def __init__(
-        self, shape: tuple[int, ...], num_classes: int, batch_size: int, seed: int = 0
+        self,
+        shape: tuple[int, ...],
+        num_classes: int,
+        batch_size: int,
+        seed: int = 0,
+        flip: bool = False,
     ) -> None:
         super().__init__()
         require(batch_size >= 1, f"data.batch_size must be >= 1 (got {batch_size})")
@@ -35,8 +52,9 @@ class InMemoryDataModule(L.LightningDataModule):
         self.num_classes = num_classes
         self.batch_size = batch_size
         self.seed = seed
-        self.train_set: tuple[Tensor, Tensor] | None = None
-        self.val_set: tuple[Tensor, Tensor] | None = None
+        self.flip = flip
+        self.train_set: tuple[Source, ...] | None = None
+        self.val_set: tuple[Source, ...] | None = None
 
     @property
     def labelled(self) -> bool:
@@ -63,17 +81,20 @@ class InMemoryDataModule(L.LightningDataModule):
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
-    def batch_loader(self, tensors: tuple[Tensor, ...], seed: int) -> InMemoryBatchLoader:
-        """Batches of `tensors`, moved to the training device, this rank's shard under DDP."""
+    def batch_loader(self, tensors: tuple[Source, ...], seed: int) -> InMemoryBatchLoader:
+        """Training batches of `tensors` on the training device, this rank's shard under
+        DDP: tensors move there whole, memory-mapped images a batch at a time."""
         trainer = self.trainer
         device = trainer.strategy.root_device if trainer else torch.device("cpu")
         return InMemoryBatchLoader(
-            tuple(t.to(device) for t in tensors),
+            tuple(t.to(device) if isinstance(t, Tensor) else t for t in tensors),
             batch_size=self.batch_size,
             seed=seed,
             rank=trainer.global_rank if trainer else 0,
             world_size=trainer.world_size if trainer else 1,
             completed=self.completed_batches if trainer else None,
+            flip=self.flip,
+            device=device,
         )
 
     def completed_batches(self) -> int:
@@ -81,7 +102,63 @@ class InMemoryDataModule(L.LightningDataModule):
         restored with the checkpoint on a resume)."""
         return self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
 
-    def eval_set(self) -> tuple[Tensor, Tensor]:
+    def eval_set(self) -> tuple[Tensor, ...]:
         """Held-out real samples and labels, for the quality metrics."""
+        return self.real_set("val")
+
+    def real_set(self, split: str = "train") -> tuple[Tensor, ...]:
+        """The samples and labels of `split` ("train" or "val") as the models see them:
+        images as float in [-1, 1] (at most EVAL_LIMIT of a memory-mapped set, a seeded
+        choice)."""
+        return in_model_range(self.stored(split), self.seed)
+
+    def real_batches(self, split: str = "train", batch_size: int = 500) -> Iterator[tuple]:
+        """The whole `split` ("train" or "val") in its stored order, `batch_size` samples at
+        a time, images as float in [-1, 1] on the CPU: for statistics over a set too large
+        to hold as float."""
         self.setup()
-        return self.val_set
+        parts = self.stored(split)
+        for start in range(0, len(parts[0]), batch_size):
+            rows = torch.arange(start, min(start + batch_size, len(parts[0])))
+            yield tuple(to_model_range(read_rows(p, rows).cpu()) for p in parts)
+
+    def content_key(self, split: str = "train") -> str:
+        """A hash of `split`'s samples and labels as stored: it changes when they do."""
+        digest = hashlib.blake2b(digest_size=12)
+        for part in self.stored(split):
+            digest.update(f"{tuple(part.shape)} {part.dtype}".encode())
+            for start in range(0, len(part), 4096):
+                rows = torch.arange(start, min(start + 4096, len(part)))
+                digest.update(read_rows(part, rows).cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
+    def stored(self, split: str) -> tuple[Source, ...]:
+        require(split in ("train", "val"), f"split must be train or val (got {split!r})")
+        self.setup()
+        return self.train_set if split == "train" else self.val_set
+
+
+def subset(source: Source, rows: Tensor) -> Source:
+    """`source[rows]`, for a tensor or memory-mapped images (still mapped)."""
+    return source[rows] if isinstance(source, Tensor) else source.subset(rows.numpy())
+
+
+def read_rows(source: Source, rows: Tensor) -> Tensor:
+    return source[rows.to(source.device)] if isinstance(source, Tensor) else source.take(rows)
+
+
+def in_model_range(parts: tuple[Source, ...], seed: int) -> tuple[Tensor, ...]:
+    """Stored samples as the models see them; memory-mapped images are read first, at most
+    EVAL_LIMIT of them (the same seeded choice for every part)."""
+    rows = None
+    if any(isinstance(p, MappedImages) for p in parts) and len(parts[0]) > EVAL_LIMIT:
+        generator = torch.Generator().manual_seed(seed)
+        rows = torch.randperm(len(parts[0]), generator=generator)[:EVAL_LIMIT].sort().values
+    loaded = []
+    for part in parts:
+        if isinstance(part, MappedImages):
+            part = part.subset(rows.numpy()).load() if rows is not None else part.load()
+        elif rows is not None:
+            part = part[rows.to(part.device)]
+        loaded.append(to_model_range(part))
+    return tuple(loaded)

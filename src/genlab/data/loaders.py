@@ -1,8 +1,11 @@
-"""A batch loader over tensors held in memory.
+"""A batch loader over tensors held in memory, or over a memory-mapped image file.
 
 A DataLoader over 50,000 tiny tensors spends more time collating than the model spends
 training. This loader keeps the whole set as one tensor (on the training device when the
-datamodule puts it there) and slices batches out of a permutation instead.
+datamodule puts it there) and slices batches out of a permutation instead; a set too large
+for memory is read a batch at a time from its memory-mapped file (`MappedImages`) and
+moved to the device. Images are uint8 until the batch is on its device, where they are
+flipped (when asked) and become float in [-1, 1].
 """
 
 from collections.abc import Callable, Iterator
@@ -10,7 +13,11 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
+from genlab.data.mapped import MappedImages
+from genlab.data.pixels import flip_horizontally, flip_mask, to_model_range
 from genlab.errors import require
+
+Source = Tensor | MappedImages
 
 
 class InMemoryBatchLoader:
@@ -25,11 +32,16 @@ class InMemoryBatchLoader:
     - Its place in the epoch, saved in checkpoints, is the number of batches training has
       completed (`completed`, Lightning's own count, given by the datamodule), so that a
       batch that was handed out but not trained on is trained on after a resume.
+    - `flip`: each image of a batch mirrored left to right with probability 1/2 (the same
+      coin for every image tensor of the batch, so pairs stay aligned), drawn from
+      `(seed, epoch, batch)`: a resumed run flips the same images.
+    - Batches go to `device` (sources already there are sliced in place); uint8 images
+      become float32 in [-1, 1] there.
     """
 
     def __init__(
         self,
-        tensors: tuple[Tensor, ...],
+        tensors: tuple[Source, ...],
         batch_size: int,
         shuffle: bool = True,
         drop_last: bool = True,
@@ -37,6 +49,8 @@ class InMemoryBatchLoader:
         rank: int = 0,
         world_size: int = 1,
         completed: Callable[[], int] | None = None,
+        flip: bool = False,
+        device: torch.device | None = None,
     ) -> None:
         require(batch_size >= 1, f"data.batch_size must be >= 1 (got {batch_size})")
         require(all(len(t) == len(tensors[0]) for t in tensors), "all tensors need the same length")
@@ -48,6 +62,10 @@ class InMemoryBatchLoader:
         self.rank = rank
         self.world_size = world_size
         self.completed = completed
+        self.flip = flip
+        self.device = device or next(
+            (t.device for t in tensors if isinstance(t, Tensor)), torch.device("cpu")
+        )
         self.epoch = 0
         self.served = 0  # batches handed out in the current pass
         self.skip = 0  # batches of this epoch a resumed run has already trained on
@@ -85,13 +103,32 @@ class InMemoryBatchLoader:
         return order[self.rank : usable : self.world_size]
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
-        indices = self.indices().to(self.tensors[0].device)
+        indices = self.indices()
+        on_device = {t.device for t in self.tensors if isinstance(t, Tensor)}
+        placed = {device: indices.to(device) for device in on_device}
         first, self.skip = self.skip, 0
         self.served = first
         for start in range(first * self.batch_size, len(self) * self.batch_size, self.batch_size):
-            batch = indices[start : start + self.batch_size]
+            end = start + self.batch_size
+            parts = [
+                t[placed[t.device][start:end]]
+                if isinstance(t, Tensor)
+                else self.read(t, indices[start:end])
+                for t in self.tensors
+            ]
+            batch = self.served
             self.served += 1
-            yield tuple(t[batch] for t in self.tensors)
+            yield self.finish(parts, batch)
+
+    def read(self, source: MappedImages, indices: Tensor) -> Tensor:
+        return source.take(indices).to(self.device, non_blocking=True)
+
+    def finish(self, parts: list[Tensor], batch: int) -> tuple[Tensor, ...]:
+        """Flip the images when asked, then make them float in [-1, 1]."""
+        if self.flip:
+            mask = flip_mask(len(parts[0]), self.seed, self.epoch, batch)
+            parts = [flip_horizontally(p, mask) if p.dim() == 4 else p for p in parts]
+        return tuple(to_model_range(p) for p in parts)
 
     # Lightning saves a loader's state in the checkpoint when it has these two methods, and
     # hands it back on resume: a run stopped in the middle of an epoch goes on with the

@@ -1,7 +1,7 @@
 """Image-to-image data: two image domains A and B, paired (pix2pix) or unpaired (CycleGAN).
 
 Every batch is `(a, b, labels_a, labels_b)`, images in [-1, 1] (labels -1 where there are
-none). Paired sets keep a[i] and b[i] together; unpaired ones shuffle the domains apart.
+none; stored as uint8 like every genlab image). Paired sets keep a[i] and b[i] together; unpaired ones shuffle the domains apart.
 `eval_set()` gives the held-out `(a, b, labels_a, labels_b)`; where `aligned_eval` is true,
 b[i] is the true translation of a[i], so translations can be scored against the truth.
 
@@ -21,17 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from genlab.data.base import InMemoryDataModule, check_declared_shape
-from genlab.data.images import (
-    held_out_split,
-    images_in,
-    mnist_mini,
-    read_image,
-    resize,
-    stratified_split,
-    to_unit_range,
-)
-from genlab.data.loaders import ZippedBatchLoader
+from genlab.data import pixels
+from genlab.data.base import InMemoryDataModule, check_declared_shape, in_model_range, subset
+from genlab.data.cache import Decoding
+from genlab.data.files import FolderImages, InMemory, check_in_memory, images_in
+from genlab.data.images import held_out_split, mnist_mini, stratified_split
+from genlab.data.loaders import Source, ZippedBatchLoader
 from genlab.errors import DataError, require
 
 Domains = tuple[Tensor, Tensor, Tensor, Tensor]  # a, b, labels_a, labels_b
@@ -68,6 +63,7 @@ class TranslationDataModule(InMemoryDataModule):
         seed: int = 0,
         shape: tuple[int, ...] | None = None,
         shape_a: tuple[int, ...] | None = None,
+        flip: bool = False,
     ) -> None:
         for key, value in (("channels", channels), ("channels_b", channels_b)):
             require(value in (1, 3), f"data.{key} must be 1 or 3 (got {value})")
@@ -77,7 +73,9 @@ class TranslationDataModule(InMemoryDataModule):
         expected_a = (channels, image_size, image_size)
         check_declared_shape("shape", shape, shape_b)
         check_declared_shape("shape_a", shape_a, expected_a)
-        super().__init__(shape=shape_b, num_classes=num_classes, batch_size=batch_size, seed=seed)
+        super().__init__(
+            shape=shape_b, num_classes=num_classes, batch_size=batch_size, seed=seed, flip=flip
+        )
         self.shape_a = expected_a
         self.channels = channels
         self.channels_b = channels_b
@@ -99,22 +97,18 @@ class TranslationDataModule(InMemoryDataModule):
             self.batch_loader((b, labels_b), seed=self.seed + 1),
         )
 
-    def eval_set(self) -> Domains:
-        self.setup()
-        return self.val_set
-
     def domain_set(self, domain: str) -> tuple[Tensor, Tensor]:
-        """One domain's training images and labels (`domain` 'a' or 'b')."""
+        """One domain's training images (float, in [-1, 1]) and labels (`domain` 'a' or 'b')."""
         self.setup()
         a, b, labels_a, labels_b = self.train_set
-        return (a, labels_a) if domain == "a" else (b, labels_b)
+        return in_model_range((a, labels_a) if domain == "a" else (b, labels_b), self.seed)
 
     def split_pairs(self, a: Tensor, b: Tensor, labels: Tensor) -> tuple[Domains, Domains]:
         """Hold out `val_fraction` of every class (of everything when unlabelled), pairs kept."""
         train, val = held_out_split(labels, self.labelled, self.val_fraction, self.seed)
         return (
-            (a[train], b[train], labels[train], labels[train]),
-            (a[val], b[val], labels[val], labels[val]),
+            (subset(a, train), subset(b, train), labels[train], labels[train]),
+            (subset(a, val), subset(b, val), labels[val], labels[val]),
         )
 
 
@@ -128,7 +122,7 @@ def check_digit_domains(channels: int, channels_b: int, num_classes: int) -> Non
 
 def digits(image_size: int) -> tuple[Tensor, Tensor]:
     images, labels = mnist_mini()
-    return resize(images, image_size), labels
+    return pixels.resize(images, image_size), labels
 
 
 class DigitsEdgesDataModule(TranslationDataModule):
@@ -145,7 +139,7 @@ class DigitsEdgesDataModule(TranslationDataModule):
 
     def load(self) -> tuple[Domains, Domains]:
         images, labels = digits(self.image_size)
-        edges = sobel_edges(images)
+        edges = pixels.to_stored_range(sobel_edges(pixels.to_model_range(images)))
         a, b = (edges, images) if self.direction == "AtoB" else (images, edges)
         return self.split_pairs(a, b, labels)
 
@@ -168,8 +162,8 @@ class DigitsInvertedDataModule(TranslationDataModule):
         train = train[torch.randperm(len(train), generator=generator)]
         half_a, half_b = train[: len(train) // 2], train[len(train) // 2 :]
         return (
-            (images[half_a], -images[half_b], labels[half_a], labels[half_b]),
-            (images[val], -images[val], labels[val], labels[val]),
+            (images[half_a], 255 - images[half_b], labels[half_a], labels[half_b]),
+            (images[val], 255 - images[val], labels[val], labels[val]),
         )
 
 
@@ -184,34 +178,68 @@ def require_folder(folder: Path, layout: str) -> list[Path]:
     return files
 
 
+class FolderStorage:
+    """Where a folder dataset's decoded images go and how they are held (see
+    `ImageFolderDataModule`): `cache_dir`, `in_memory` (auto, true, false), `workers`."""
+
+    def __init__(
+        self,
+        cache_dir: str = "data/cache",
+        in_memory: InMemory = "auto",
+        workers: int | None = None,
+    ) -> None:
+        check_in_memory(in_memory)
+        self.cache_dir, self.in_memory, self.workers = cache_dir, in_memory, workers
+
+    def read(self, folder: Path, decoding: Decoding) -> Source:
+        """Every image of `folder` that decodes, in memory or mapped."""
+        files = images_in(folder)
+        stored = FolderImages(
+            files, decoding, self.cache_dir, self.in_memory, self.workers, where=folder
+        )
+        return stored.images(stored.kept)
+
+
 class PairedFolderDataModule(TranslationDataModule):
     """pix2pix's layout: `root/train/` of side-by-side A|B images, held out from `root/val/`
-    or `root/test/` (else `val_fraction` of train). `direction=BtoA` swaps the halves."""
+    or `root/test/` (else `val_fraction` of train). `direction=BtoA` swaps the halves.
+    Decoded once into a cache; `cache_dir`, `in_memory` and `workers` as for image_folder."""
 
     LAYOUT = "a pix2pix dataset holds train/ (and val/ or test/) of side-by-side A|B images"
 
     def __init__(
-        self, root: str, direction: str = "AtoB", channels: int = 3, channels_b: int = 3, **kwargs
+        self,
+        root: str,
+        direction: str = "AtoB",
+        channels: int = 3,
+        channels_b: int = 3,
+        cache_dir: str = "data/cache",
+        in_memory: InMemory = "auto",
+        workers: int | None = None,
+        **kwargs,
     ) -> None:
         require(direction in DIRECTIONS, f"data.direction must be AtoB or BtoA (got {direction!r})")
         self.root = Path(root)
         self.direction = direction
+        self.storage = FolderStorage(cache_dir, in_memory, workers)
         require_folder(self.root / "train", self.LAYOUT)
         kwargs["num_classes"] = 0
         super().__init__(channels=channels, channels_b=channels_b, **kwargs)
 
-    def read_pairs(self, files: list[Path]) -> tuple[Tensor, Tensor]:
+    def read_pairs(self, folder: Path) -> tuple:
+        """Domain A's and domain B's halves of every side-by-side image in `folder`; an image
+        that does not decode is left out of both (the two reads skip the same files)."""
         first, second = (0, 1) if self.direction == "AtoB" else (1, 0)
-        a = [read_image(path, self.channels, self.image_size, part=first) for path in files]
-        b = [read_image(path, self.channels_b, self.image_size, part=second) for path in files]
-        return to_unit_range(torch.stack(a), 255.0), to_unit_range(torch.stack(b), 255.0)
+        a = self.storage.read(folder, Decoding(self.channels, self.image_size, part=first))
+        b = self.storage.read(folder, Decoding(self.channels_b, self.image_size, part=second))
+        return a, b
 
     def load(self) -> tuple[Domains, Domains]:
-        a, b = self.read_pairs(images_in(self.root / "train"))
+        a, b = self.read_pairs(self.root / "train")
         held_out = [self.root / name for name in ("val", "test") if (self.root / name).is_dir()]
         if not held_out:
             return self.split_pairs(a, b, unlabelled(len(a)))
-        val_a, val_b = self.read_pairs(images_in(held_out[0]))
+        val_a, val_b = self.read_pairs(held_out[0])
         return (
             (a, b, unlabelled(len(a)), unlabelled(len(a))),
             (val_a, val_b, unlabelled(len(val_a)), unlabelled(len(val_a))),
@@ -220,37 +248,43 @@ class PairedFolderDataModule(TranslationDataModule):
 
 class UnpairedFolderDataModule(TranslationDataModule):
     """CycleGAN's layout: `root/trainA/`, `root/trainB/` and optionally `root/testA/`,
-    `root/testB/` (else `val_fraction` of each training folder is held out)."""
+    `root/testB/` (else `val_fraction` of each training folder is held out). Decoded once
+    into a cache; `cache_dir`, `in_memory` and `workers` as for image_folder."""
 
     LAYOUT = "a CycleGAN dataset holds trainA/ and trainB/ (and optionally testA/, testB/)"
     paired = False
 
-    def __init__(self, root: str, channels: int = 3, channels_b: int = 3, **kwargs) -> None:
+    def __init__(
+        self,
+        root: str,
+        channels: int = 3,
+        channels_b: int = 3,
+        cache_dir: str = "data/cache",
+        in_memory: InMemory = "auto",
+        workers: int | None = None,
+        **kwargs,
+    ) -> None:
         self.root = Path(root)
+        self.storage = FolderStorage(cache_dir, in_memory, workers)
         for name in ("trainA", "trainB"):
             require_folder(self.root / name, self.LAYOUT)
         kwargs["num_classes"] = 0
         super().__init__(channels=channels, channels_b=channels_b, **kwargs)
         self.aligned_eval = False
 
-    def read(self, name: str, channels: int) -> Tensor:
-        files = images_in(self.root / name)
-        return to_unit_range(
-            torch.stack([read_image(p, channels, self.image_size) for p in files]), 255.0
-        )
-
-    def domain(self, name: str, channels: int) -> tuple[Tensor, Tensor]:
+    def domain(self, name: str, channels: int) -> tuple:
         """(train, held-out) images of one domain."""
-        train = self.read(f"train{name}", channels)
+        decoding = Decoding(channels, self.image_size)
+        train = self.storage.read(self.root / f"train{name}", decoding)
         if (self.root / f"test{name}").is_dir():
-            return train, self.read(f"test{name}", channels)
+            return train, self.storage.read(self.root / f"test{name}", decoding)
         keep, held_out = held_out_split(unlabelled(len(train)), False, self.val_fraction, self.seed)
         require(
             len(keep) > 0,
             f"{self.root / f'train{name}'} holds too few images to hold some out; add test{name}/",
             DataError,
         )
-        return train[keep], train[held_out]
+        return subset(train, keep), subset(train, held_out)
 
     def load(self) -> tuple[Domains, Domains]:
         train_a, val_a = self.domain("A", self.channels)

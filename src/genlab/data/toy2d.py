@@ -29,8 +29,13 @@ class Toy2DDataModule(InMemoryDataModule):
         num_val: int = 2_500,
         seed: int = 0,
         shape: tuple[int, ...] = (2,),
+        flip: bool = False,
     ) -> None:
         require(num_train >= 1 and num_val >= 1, "data.num_train and data.num_val must be >= 1")
+        require(
+            not flip,
+            "data.flip mirrors images, and this dataset holds 2-D points: drop data.flip=true",
+        )
         require(
             tuple(shape) == (2,),
             f"2-D datasets have data.shape=[2] (got {list(shape)}); leave it unset",

@@ -1,0 +1,113 @@
+"""Image files on disk as a stored image set: which files, decoded through the folder
+cache, held in memory or memory-mapped (`data.in_memory`).
+
+`in_memory=auto` holds a set in memory when its uint8 size is at most a quarter of the
+memory available now, and maps it from its cache file otherwise.
+"""
+
+import logging
+import os
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from genlab.data.cache import Cache, Decoding, cached_folder
+from genlab.data.mapped import MappedImages
+from genlab.errors import DataError, require
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+InMemory = Literal["auto"] | bool
+MEMORY_SHARE = 0.25  # of the available memory, that in_memory=auto lets a set take
+
+
+def images_in(folder: Path) -> list[Path]:
+    """The image files directly inside `folder`, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def check_in_memory(value) -> None:
+    require(
+        value == "auto" or isinstance(value, bool),
+        f"data.in_memory must be auto, true or false (got {value!r}); auto holds the set in "
+        f"memory when it fits",
+    )
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new allocations (MemAvailable; free pages elsewhere)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def holds_in_memory(in_memory: InMemory, nbytes: int) -> bool:
+    if in_memory == "auto":
+        return nbytes <= MEMORY_SHARE * available_memory()
+    return bool(in_memory)
+
+
+class FolderImages:
+    """`files` decoded as `decoding`, through the cache in `cache_dir`.
+
+    `kept` are the indices of the files that decoded (the others are named in one warning);
+    `images(rows)` gives those rows as a uint8 tensor in memory or as `MappedImages`."""
+
+    def __init__(
+        self,
+        files: list[Path],
+        decoding: Decoding,
+        cache_dir: str | Path,
+        in_memory: InMemory = "auto",
+        workers: int | None = None,
+        where: Path | None = None,
+    ) -> None:
+        self.where = where or (files[0].parent if files else Path("."))
+        self.cache: Cache = cached_folder(
+            files, decoding, cache_dir, workers, describe=str(self.where)
+        )
+        if self.cache.built:
+            log.info(
+                "data: %d images of %s decoded into %s",
+                len(files),
+                self.where,
+                self.cache.folder,
+            )
+        self.mapped = MappedImages(self.cache.images_file)
+        self.kept = torch.from_numpy(np.flatnonzero(self.cache.kept))
+        self.report_failures()
+        self.in_memory = holds_in_memory(in_memory, self.mapped.nbytes)
+
+    def report_failures(self) -> None:
+        failures = self.cache.failures
+        if len(self.kept) == 0:
+            name, why = failures[0]
+            raise DataError(
+                f"none of the {len(failures)} files in {self.where} decodes as an image "
+                f"(first: {name}: {why}); point data.root at a folder of images"
+            )
+        if failures:
+            named = ", ".join(f"{name} ({why})" for name, why in failures[:3])
+            more = f" and {len(failures) - 3} more" if len(failures) > 3 else ""
+            log.warning(
+                "%d of %d files in %s do not decode and are left out: %s%s (all in %s)",
+                len(failures),
+                self.cache.size,
+                self.where,
+                named,
+                more,
+                self.cache.folder / "info.json",
+            )
+
+    def images(self, rows: Tensor) -> Tensor | MappedImages:
+        """The images at `rows` (indices of files), in memory or mapped."""
+        subset = self.mapped.subset(rows.numpy())
+        return subset.load() if self.in_memory else subset
