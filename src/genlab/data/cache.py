@@ -60,6 +60,8 @@ def decode(path: str | Path, decoding: Decoding) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as image:
+        if image.mode == "P":  # a palette, maybe with transparency: through RGBA, as PIL asks
+            image = image.convert("RGBA")
         image = image.convert("L" if decoding.channels == 1 else "RGB")
         if decoding.part is not None:
             half = image.width // 2
