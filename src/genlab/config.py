@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from genlab import speedups
+from genlab import cluster, speedups
 from genlab.errors import ConfigError, require
 from genlab.hardware import check_hardware
 from genlab.sweeps import register_resolvers
@@ -27,6 +27,7 @@ CONF = Path(__file__).parent / "conf"
 # than pass to its constructor
 SPEED_KEYS = ("compile", "channels_last")
 CHECKED_GROUPS = ("model", "data", "trainer", "callbacks", "logger")
+cluster.register_resolver()  # before Hydra composes: conf/hydra/launcher/slurm.yaml's GPUs
 
 
 def compose_run(overrides: list[str], output_dir: Path) -> DictConfig:

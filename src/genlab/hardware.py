@@ -8,19 +8,31 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, open_dict
 
-from genlab.errors import ConfigError
+from genlab.errors import ConfigError, require
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
+# the values of trainer.accelerator that mean GPUs
+GPU_ACCELERATORS = ("gpu", "cuda")
 
 log = logging.getLogger("genlab.train")
 
 
 def on_gpu(cfg: DictConfig) -> bool:
-    return str(cfg.trainer.get("accelerator", "auto")) in ("gpu", "cuda")
+    return str(cfg.trainer.get("accelerator", "auto")) in GPU_ACCELERATORS
+
+
+def check_num_nodes(trainer: DictConfig) -> None:
+    num_nodes = trainer.get("num_nodes", 1)
+    require(
+        type(num_nodes) is int and num_nodes >= 1,
+        f"trainer.num_nodes must be a whole number of 1 or more (got {num_nodes!r})",
+    )
 
 
 def check_hardware(cfg: DictConfig) -> None:
-    """A GPU run needs a GPU; bf16 needs a GPU with bf16 arithmetic (float16 otherwise)."""
+    """At least one node; a GPU run needs a GPU; bf16 needs a GPU with bf16 arithmetic
+    (float16 otherwise)."""
+    check_num_nodes(cfg.trainer)
     if not on_gpu(cfg):
         return
     if not torch.cuda.is_available():
