@@ -15,6 +15,7 @@ from genlab.metrics import (
     mode_coverage,
     prdc,
 )
+from genlab.metrics.distances import equal_sizes
 from genlab.metrics.inception import check_inception_fid_available, inception_fid_score
 from genlab.metrics.translation import image_errors
 
@@ -24,7 +25,9 @@ class SampleQuality(L.Callback):
 
     Points: `eval/fd`, `eval/precision`, `eval/recall`, `eval/density`, `eval/coverage` on
     the coordinates, plus `eval/modes`, `eval/hq`, `eval/reverse_kl` when the data has known
-    mixture centres.
+    mixture centres. fd and PRDC compare equal numbers of real and generated samples (the
+    larger set cut by a subset drawn with `seed`, the same every epoch): `eval/prdc_n` per
+    side.
 
     Labelled images: the same distances in the penultimate features of a digit classifier
     trained once on the training split and cached in `cache_dir`, plus `eval/fd_floor`
@@ -97,8 +100,11 @@ class SampleQuality(L.Callback):
         return metrics
 
     def point_metrics(self, real: Tensor, fake: Tensor, datamodule) -> dict[str, float]:
-        real = real[: self.num_samples]
-        metrics = {"fd": frechet_distance(real, fake)} | prdc(real, fake, k=self.k)
+        """fd and PRDC on equal numbers of real and generated points (both depend on the
+        sizes), the mode figures on every generated point."""
+        real_part, fake_part = equal_sizes(real, fake, self.seed)
+        metrics = {"fd": frechet_distance(real_part, fake_part)}
+        metrics |= prdc(real_part, fake_part, k=self.k, seed=self.seed)
         centers = getattr(datamodule, "centers", None)
         if centers is not None:
             metrics |= mode_coverage(fake, centers, datamodule.std)
@@ -123,7 +129,7 @@ class SampleQuality(L.Callback):
             "fd_floor": frechet_distance(real_features[:half], real_features[half : 2 * half]),
             "class_entropy": class_entropy(predicted, datamodule.num_classes),
         }
-        metrics |= prdc(real_features, fake_features[: len(real)], k=self.k)
+        metrics |= prdc(real_features, fake_features, k=self.k, seed=self.seed)  # equal sizes
         if labels is not None:
             metrics["cond_acc"] = float((predicted == labels).float().mean())
             # the classifier's accuracy on real held-out images: the ceiling for cond_acc
@@ -180,7 +186,7 @@ class SampleQuality(L.Callback):
         """The digit classifier for the data (or for one domain of translation data)."""
         if domain not in self.classifiers:
             if domain == "data":
-                images, labels = datamodule.train_set
+                images, labels = datamodule.real_set("train")
             else:
                 images, labels = datamodule.domain_set(domain)
             self.classifiers[domain], _, self.classifier_from_cache = load_or_train_classifier(
