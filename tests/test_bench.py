@@ -114,3 +114,18 @@ def test_floor_quick_times_lightning_and_the_loop_for_each_update_count(tmp_path
     assert all(
         us > 0 and abs(us - parts["nothing"][0] - added) <= 1 for us, added in parts.values()
     )
+
+
+def test_data_bench_times_the_cached_folder_against_torchvision():
+    """A small folder end to end: the first run builds the cache, the second finds it; the
+    table has every row, with positive rates and an in-memory set at its uint8 size."""
+    stdout = run_script("data.py", "--images", "400", "--vision-batches", "3", "--print")
+    rows = {row[0]: row for row in tables(stdout.replace("| in-memory set", "| workload"))[0]}
+    assert set(rows) == {
+        "genlab, first run (builds the cache)",
+        "genlab, second run (memory-mapped cache)",
+        "torchvision ImageFolder + DataLoader(num_workers=2)",
+    }
+    assert all(float(row[3].replace(",", "")) > 0 for row in rows.values())
+    memory = {row[0]: row for row in tables(stdout.replace("| in-memory set", "| workload"))[1]}
+    assert memory["mnist_mini"][3] == memory["cifar-size"][3] == "1.00"

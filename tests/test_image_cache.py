@@ -1,4 +1,4 @@
-"""Images stored as uint8, the folder cache, memory-mapped sets and random flips."""
+"""Images stored as uint8, the folder cache, sets read from disk and random flips."""
 
 import json
 import os
@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 
 from genlab.data.cache import Decoding, cached_folder
+from genlab.data.disk import DiskImages
 from genlab.data.images import ImageFolderDataModule, MnistMiniDataModule
 from genlab.data.loaders import InMemoryBatchLoader
-from genlab.data.mapped import MappedImages
 from genlab.data.pixels import flip_horizontally, flip_mask, to_model_range
 from genlab.errors import DataError
 
@@ -117,11 +117,11 @@ def test_a_folder_where_nothing_decodes_stops_with_one_line(tmp_path):
         folder_data(root, tmp_path)
 
 
-def test_a_memory_mapped_set_gives_the_same_batches_and_resumes_exactly(tmp_path):
+def test_a_set_on_disk_gives_the_same_batches_and_resumes_exactly(tmp_path):
     root = mixed_folder(tmp_path / "images", n=40)
     held = folder_data(root, tmp_path, in_memory=True)
     mapped = folder_data(root, tmp_path, in_memory=False)
-    assert isinstance(mapped.train_set[0], MappedImages)
+    assert isinstance(mapped.train_set[0], DiskImages)
     assert torch.equal(mapped.train_set[0].load(), held.train_set[0])
     for a, b in zip(held.eval_set(), mapped.eval_set(), strict=True):
         assert torch.equal(a, b)
@@ -140,7 +140,7 @@ def test_a_memory_mapped_set_gives_the_same_batches_and_resumes_exactly(tmp_path
     rest = [batch[0] for batch in resumed]
     assert len(rest) == len(whole) - 2
     assert all(torch.equal(a, b) for a, b in zip(rest, whole[2:], strict=True))
-    # DDP's spawned processes get it pickled: the path travels, the file is mapped again
+    # DDP's spawned processes get it pickled: the path travels, the file is opened again
     copy = pickle.loads(pickle.dumps(mapped.train_set[0]))
     assert torch.equal(copy.load(), held.train_set[0])
 
@@ -150,7 +150,7 @@ def test_in_memory_auto_maps_a_set_larger_than_its_share(tmp_path, monkeypatch):
 
     root = mixed_folder(tmp_path / "images", n=8)
     monkeypatch.setattr(files, "available_memory", lambda: 100)
-    assert isinstance(folder_data(root, tmp_path).train_set[0], MappedImages)
+    assert isinstance(folder_data(root, tmp_path).train_set[0], DiskImages)
 
 
 def build_in_a_child(root: Path, cache: Path, slow: bool) -> subprocess.Popen:
@@ -253,7 +253,7 @@ def test_flips_on_points_and_an_unknown_in_memory_setting_stop_with_one_line(tmp
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("*.ckpt"))
 
 
-def test_a_memory_mapped_folder_trains_with_flips(run_train, tmp_path):
+def test_a_folder_read_from_disk_trains_with_flips(run_train, tmp_path):
     root = mixed_folder(tmp_path / "images", n=40)
     metrics, _ = run_train(
         [

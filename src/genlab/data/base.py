@@ -7,12 +7,12 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from genlab.data.disk import DiskImages
 from genlab.data.loaders import InMemoryBatchLoader, Source
-from genlab.data.mapped import MappedImages
 from genlab.data.pixels import to_model_range
 from genlab.errors import require
 
-EVAL_LIMIT = 10_000  # held-out images a memory-mapped set hands the per-epoch metrics
+EVAL_LIMIT = 10_000  # held-out images a set on disk hands the per-epoch metrics
 
 
 def check_declared_shape(key: str, given, expected: tuple[int, ...]) -> None:
@@ -26,10 +26,10 @@ def check_declared_shape(key: str, given, expected: tuple[int, ...]) -> None:
 
 class InMemoryDataModule(L.LightningDataModule):
     """Loads (or generates) the whole set once and serves it from memory, or from a
-    memory-mapped file for image folders too large for memory.
+    cache file on disk for image folders too large for memory.
 
     Subclasses implement `load() -> (train, val)`, each a tuple `(x, labels)`. `x` holds
-    points [N, D] (float32) or images [N, C, H, W] as uint8 (a tensor, or `MappedImages`);
+    points [N, D] (float32) or images [N, C, H, W] as uint8 (a tensor, or `DiskImages`);
     `labels` holds class indices (all -1 when the data has none). `shape` is the shape of
     one sample and `num_classes` the number of classes (0: unlabelled); the model configs
     read both by interpolation. `train_set` and `val_set` hold the data as stored; batches,
@@ -83,7 +83,7 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def batch_loader(self, tensors: tuple[Source, ...], seed: int) -> InMemoryBatchLoader:
         """Training batches of `tensors` on the training device, this rank's shard under
-        DDP: tensors move there whole, memory-mapped images a batch at a time."""
+        DDP: tensors move there whole, images on disk a batch at a time."""
         trainer = self.trainer
         device = trainer.strategy.root_device if trainer else torch.device("cpu")
         return InMemoryBatchLoader(
@@ -108,7 +108,7 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def real_set(self, split: str = "train") -> tuple[Tensor, ...]:
         """The samples and labels of `split` ("train" or "val") as the models see them:
-        images as float in [-1, 1] (at most EVAL_LIMIT of a memory-mapped set, a seeded
+        images as float in [-1, 1] (at most EVAL_LIMIT of a set on disk, a seeded
         choice)."""
         return in_model_range(self.stored(split), self.seed)
 
@@ -139,7 +139,7 @@ class InMemoryDataModule(L.LightningDataModule):
 
 
 def subset(source: Source, rows: Tensor) -> Source:
-    """`source[rows]`, for a tensor or memory-mapped images (still mapped)."""
+    """`source[rows]`, for a tensor or images on disk (still on disk)."""
     return source[rows] if isinstance(source, Tensor) else source.subset(rows.numpy())
 
 
@@ -148,15 +148,15 @@ def read_rows(source: Source, rows: Tensor) -> Tensor:
 
 
 def in_model_range(parts: tuple[Source, ...], seed: int) -> tuple[Tensor, ...]:
-    """Stored samples as the models see them; memory-mapped images are read first, at most
+    """Stored samples as the models see them; images on disk are read first, at most
     EVAL_LIMIT of them (the same seeded choice for every part)."""
     rows = None
-    if any(isinstance(p, MappedImages) for p in parts) and len(parts[0]) > EVAL_LIMIT:
+    if any(isinstance(p, DiskImages) for p in parts) and len(parts[0]) > EVAL_LIMIT:
         generator = torch.Generator().manual_seed(seed)
         rows = torch.randperm(len(parts[0]), generator=generator)[:EVAL_LIMIT].sort().values
     loaded = []
     for part in parts:
-        if isinstance(part, MappedImages):
+        if isinstance(part, DiskImages):
             part = part.subset(rows.numpy()).load() if rows is not None else part.load()
         elif rows is not None:
             part = part[rows.to(part.device)]

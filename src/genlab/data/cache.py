@@ -4,7 +4,7 @@
 first when there is none: worker processes decode the files (with a progress bar) and the
 main process writes their pixels into `images.npy` (N x C x H x W uint8, numpy's format),
 beside `info.json` (which files did not decode, and why). Later runs memory-map the file
-(`genlab.data.mapped`).
+(`genlab.data.disk`).
 
 - The cache's name is a hash of the file list, each file's size and modification time, and
   how the files are decoded (channels, image size, which half): a changed folder gets a new
@@ -103,9 +103,9 @@ class Cache:
 def cache_key(files: list[Path], decoding: Decoding) -> str:
     """A hash of the files (names, sizes, modification times) and of how they are decoded."""
     digest = hashlib.sha256(json.dumps([FORMAT, asdict(decoding)]).encode())
-    for path in files:
-        stat = path.stat()
-        digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    for path in map(os.path.abspath, files):
+        stat = os.stat(path)
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:24]
 
 
@@ -214,13 +214,17 @@ def decoded_chunks(files: list[Path], decoding: Decoding, workers: int | None, d
                 progress.update(len(pixels))
                 yield start, pixels, failed
             return
-        context = multiprocessing.get_context("spawn")  # no fork of a threaded torch process
+        # forked like torch's DataLoader workers: they start at once and never import the
+        # caller's script again (a spawned worker would run an unguarded script anew)
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        context = multiprocessing.get_context(method)
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             jobs = {
                 pool.submit(decode_chunk, paths[start : start + CHUNK], decoding): start
                 for start in starts
             }
             for job in as_completed(jobs):
+                start = jobs.pop(job)  # a finished future keeps its pixels while referenced
                 pixels, failed = job.result()
                 progress.update(len(pixels))
-                yield jobs[job], pixels, failed
+                yield start, pixels, failed

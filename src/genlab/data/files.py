@@ -1,5 +1,5 @@
 """Image files on disk as a stored image set: which files, decoded through the folder
-cache, held in memory or memory-mapped (`data.in_memory`).
+cache, held in memory or read from the cache file (`data.in_memory`).
 
 `in_memory=auto` holds a set in memory when its uint8 size is at most a quarter of the
 memory available now, and maps it from its cache file otherwise.
@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from genlab.data.cache import Cache, Decoding, cached_folder
-from genlab.data.mapped import MappedImages
+from genlab.data.disk import DiskImages
 from genlab.errors import DataError, require
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,11 @@ MEMORY_SHARE = 0.25  # of the available memory, that in_memory=auto lets a set t
 
 def images_in(folder: Path) -> list[Path]:
     """The image files directly inside `folder`, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    with os.scandir(folder) as entries:
+        names = sorted(
+            e.name for e in entries if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES
+        )
+    return [folder / name for name in names]
 
 
 def check_in_memory(value) -> None:
@@ -59,7 +63,7 @@ class FolderImages:
     """`files` decoded as `decoding`, through the cache in `cache_dir`.
 
     `kept` are the indices of the files that decoded (the others are named in one warning);
-    `images(rows)` gives those rows as a uint8 tensor in memory or as `MappedImages`."""
+    `images(rows)` gives those rows as a uint8 tensor in memory or as `DiskImages`."""
 
     def __init__(
         self,
@@ -81,10 +85,10 @@ class FolderImages:
                 self.where,
                 self.cache.folder,
             )
-        self.mapped = MappedImages(self.cache.images_file)
+        self.on_disk = DiskImages(self.cache.images_file)
         self.kept = torch.from_numpy(np.flatnonzero(self.cache.kept))
         self.report_failures()
-        self.in_memory = holds_in_memory(in_memory, self.mapped.nbytes)
+        self.in_memory = holds_in_memory(in_memory, self.on_disk.nbytes)
 
     def report_failures(self) -> None:
         failures = self.cache.failures
@@ -107,7 +111,7 @@ class FolderImages:
                 self.cache.folder / "info.json",
             )
 
-    def images(self, rows: Tensor) -> Tensor | MappedImages:
-        """The images at `rows` (indices of files), in memory or mapped."""
-        subset = self.mapped.subset(rows.numpy())
+    def images(self, rows: Tensor) -> Tensor | DiskImages:
+        """The images at `rows` (indices of files), in memory or on disk."""
+        subset = self.on_disk.subset(rows.numpy())
         return subset.load() if self.in_memory else subset

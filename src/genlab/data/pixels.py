@@ -1,7 +1,7 @@
 """Images as stored (uint8, 0..255) and as models see them (float32 in [-1, 1]).
 
 Every genlab image set is kept as uint8, a quarter of its float32 size, in memory, on the
-training device or in a memory-mapped file; each batch becomes float on the device that
+training device or in a cache file; each batch becomes float on the device that
 trains on it (`to_model_range`). Points stay float32.
 """
 
