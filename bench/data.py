@@ -99,7 +99,8 @@ def genlab_run(root: str, cache: str) -> dict:
     data.setup()
     setup = time.perf_counter() - started
     loader = data.train_dataloader()
-    first, rate = steady_rate(loader, batches=len(loader) - 10)
+    skip = min(5, len(loader) // 4)
+    first, rate = steady_rate(loader, batches=len(loader) - 1 - skip, skip=skip)
     return {"setup_s": setup, "first_batch_s": setup + first, "images_per_s": rate}
 
 
@@ -123,7 +124,8 @@ def torchvision_run(root: str, batches: int) -> dict:
         dataset, batch_size=BATCH, shuffle=True, num_workers=2, drop_last=True
     )
     setup = time.perf_counter() - started
-    first, rate = steady_rate(loader, batches=batches)
+    skip = min(5, len(loader) // 4)
+    first, rate = steady_rate(loader, batches=min(batches, len(loader) - 1 - skip), skip=skip)
     return {"setup_s": setup, "first_batch_s": setup + first, "images_per_s": rate}
 
 

@@ -37,6 +37,7 @@ from omegaconf import DictConfig, open_dict
 
 from genlab.build import instantiate_model
 from genlab.config import compose_run
+from genlab.data.pixels import to_model_range
 from genlab.hardware import skip_nvml_probe
 from genlab.losses import gaussian_kl, gradient_penalty
 from genlab.models.gan_terms import GradientPenalty, WeightClipping
@@ -203,7 +204,8 @@ def build(overrides: list[str], device: torch.device):
 
 
 def batches_of(x: torch.Tensor, batch_size: int, total: int):
-    """`total` batches of x from fresh permutations, like genlab's in-memory loader."""
+    """`total` batches of x from fresh permutations, like genlab's in-memory loader (images
+    stored as uint8 become float in [-1, 1] on the device, as there)."""
     served = 0
     while True:
         order = torch.randperm(len(x), device=x.device)
@@ -211,7 +213,7 @@ def batches_of(x: torch.Tensor, batch_size: int, total: int):
             if served == total:
                 return
             served += 1
-            yield x[order[start : start + batch_size]]
+            yield to_model_range(x[order[start : start + batch_size]])
 
 
 def autocast(device: torch.device, precision: str):

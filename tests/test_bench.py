@@ -123,7 +123,7 @@ def test_data_bench_times_the_cached_folder_against_torchvision():
     rows = {row[0]: row for row in tables(stdout.replace("| in-memory set", "| workload"))[0]}
     assert set(rows) == {
         "genlab, first run (builds the cache)",
-        "genlab, second run (memory-mapped cache)",
+        "genlab, second run (cache found, read from disk)",
         "torchvision ImageFolder + DataLoader(num_workers=2)",
     }
     assert all(float(row[3].replace(",", "")) > 0 for row in rows.values())

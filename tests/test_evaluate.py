@@ -15,13 +15,13 @@ import torch
 from genlab import evaluate
 from genlab.errors import ConfigError
 from genlab.metrics import frechet_distance
+from genlab.metrics.distances import frechet_from_stats
 from genlab.metrics.features import inception_missing
 from genlab.metrics.kid import kid, mmd2_unbiased
 from genlab.metrics.reference import (
     RunningGaussian,
     SeededSubset,
     compute_reference,
-    frechet_from_stats,
     gaussian_fit,
 )
 

@@ -33,6 +33,7 @@ from genlab.checkpoints import load_checkpoint
 from genlab.contract import Sampler
 from genlab.errors import ConfigError, DataError, require, user_error
 from genlab.metrics import prdc
+from genlab.metrics.distances import frechet_from_stats
 from genlab.metrics.features import (
     FeatureExtractor,
     classifier_extractor,
@@ -44,7 +45,6 @@ from genlab.metrics.kid import kid
 from genlab.metrics.reference import (
     Reference,
     compute_reference,
-    frechet_from_stats,
     gaussian_fit,
     load_reference,
     reference_path,

@@ -32,6 +32,8 @@ MAXIMIZED = {
     "cond_acc", "real_acc", "elbo", "iwae", "replicas_in_sync", "psnr", "label_kept",
 }  # fmt: skip
 BEST_MARK = "*"
+# Not scores: how many samples a metric compared (in metrics.json, not in the table)
+SAMPLE_COUNTS = {"prdc_n"}
 
 
 @dataclass
@@ -130,7 +132,14 @@ def optimized_metric(sweep: Path, jobs: list[Job]) -> str | None:
 
 
 def metric_columns(jobs: list[Job]) -> list[str]:
-    names = sorted({k for job in jobs for k in job.metrics if k.startswith(("eval/", "ddp/"))})
+    names = sorted(
+        {
+            k
+            for job in jobs
+            for k in job.metrics
+            if k.startswith(("eval/", "ddp/")) and k.split("/")[-1] not in SAMPLE_COUNTS
+        }
+    )
     return names or sorted({k for job in jobs for k in job.metrics})
 
 

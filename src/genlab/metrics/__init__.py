@@ -2,13 +2,16 @@
 
 from genlab.metrics.classifier import DigitClassifier, batched, load_or_train_classifier
 from genlab.metrics.coverage import mode_coverage
-from genlab.metrics.distances import class_entropy, frechet_distance, prdc
+from genlab.metrics.distances import class_entropy, frechet_distance, frechet_from_stats, prdc
+from genlab.metrics.kid import kid
 
 __all__ = [
     "DigitClassifier",
     "batched",
     "class_entropy",
     "frechet_distance",
+    "frechet_from_stats",
+    "kid",
     "load_or_train_classifier",
     "mode_coverage",
     "prdc",

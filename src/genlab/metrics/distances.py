@@ -10,22 +10,30 @@ from torch import Tensor
 
 
 def frechet_distance(real: Tensor, fake: Tensor) -> float:
-    """||mu_r - mu_f||^2 + Tr(S_r) + Tr(S_f) - 2 Tr((S_r S_f)^(1/2)) between Gaussian fits (as in FID).
-
-    Tr((S_r S_f)^(1/2)) is the sum of the square roots of the eigenvalues of S_r S_f (real
-    and non-negative for two covariance matrices), which stays stable where sqrtm fails on
-    near-singular matrices.
-    """
+    """The Fréchet distance between Gaussian fits of two sample sets (as in FID)."""
     if len(real) < 2 or len(fake) < 2:
         return float("nan")  # a covariance needs two samples
     real_np = real.detach().double().cpu().numpy()
     fake_np = fake.detach().double().cpu().numpy()
-    mu_r, mu_f = real_np.mean(0), fake_np.mean(0)
-    cov_r = np.atleast_2d(np.cov(real_np, rowvar=False))
-    cov_f = np.atleast_2d(np.cov(fake_np, rowvar=False))
-    eigenvalues = np.linalg.eigvals(cov_r @ cov_f).real
+    return frechet_from_stats(
+        real_np.mean(0),
+        np.cov(real_np, rowvar=False),
+        fake_np.mean(0),
+        np.cov(fake_np, rowvar=False),
+    )
+
+
+def frechet_from_stats(mu_a, sigma_a, mu_b, sigma_b) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a) + Tr(S_b) - 2 Tr((S_a S_b)^(1/2)) between two Gaussians.
+
+    Tr((S_a S_b)^(1/2)) is the sum of the square roots of the eigenvalues of S_a S_b (real
+    and non-negative for two covariance matrices), which stays stable where sqrtm fails on
+    near-singular matrices."""
+    mu_a, mu_b = (np.asarray(m, dtype=np.float64) for m in (mu_a, mu_b))
+    sigma_a, sigma_b = (np.atleast_2d(np.asarray(s, dtype=np.float64)) for s in (sigma_a, sigma_b))
+    eigenvalues = np.linalg.eigvals(sigma_a @ sigma_b).real
     trace_sqrt = np.sqrt(np.clip(eigenvalues, 0, None)).sum()
-    value = ((mu_r - mu_f) ** 2).sum() + np.trace(cov_r) + np.trace(cov_f) - 2 * trace_sqrt
+    value = ((mu_a - mu_b) ** 2).sum() + np.trace(sigma_a) + np.trace(sigma_b) - 2 * trace_sqrt
     return float(max(value, 0.0))
 
 

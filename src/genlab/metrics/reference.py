@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -56,20 +55,6 @@ def gaussian_fit(features: Tensor) -> tuple[Tensor, Tensor]:
     stats = RunningGaussian()
     stats.update(features)
     return stats.mean, stats.covariance
-
-
-def frechet_from_stats(mu_a: Tensor, sigma_a: Tensor, mu_b: Tensor, sigma_b: Tensor) -> float:
-    """||mu_a - mu_b||^2 + Tr(S_a) + Tr(S_b) - 2 Tr((S_a S_b)^(1/2)) between two Gaussians (FID).
-
-    Tr((S_a S_b)^(1/2)) is the sum of the square roots of the eigenvalues of S_a S_b (real
-    and non-negative for two covariance matrices), which stays stable where sqrtm fails on
-    near-singular matrices."""
-    mu_a, mu_b = (np.asarray(m, dtype=np.float64) for m in (mu_a, mu_b))
-    sigma_a, sigma_b = (np.atleast_2d(np.asarray(s, dtype=np.float64)) for s in (sigma_a, sigma_b))
-    eigenvalues = np.linalg.eigvals(sigma_a @ sigma_b).real
-    trace_sqrt = np.sqrt(np.clip(eigenvalues, 0, None)).sum()
-    value = ((mu_a - mu_b) ** 2).sum() + np.trace(sigma_a) + np.trace(sigma_b) - 2 * trace_sqrt
-    return float(max(value, 0.0))
 
 
 class SeededSubset:
