@@ -268,3 +268,24 @@ def test_a_folder_read_from_disk_trains_with_flips(run_train, tmp_path):
         ]  # fmt: skip
     )
     assert np.isfinite(metrics["loss/g"])
+
+
+def test_ddp_ranks_read_one_cache_from_disk_and_stay_in_sync(tmp_path):
+    """Two DDP processes over a folder read from disk, with flips: both read the one cache
+    (built once, nothing left over) and the replicas end with identical weights."""
+    from helpers import SHORT, cli
+
+    root = mixed_folder(tmp_path / "images", n=48)
+    dump = tmp_path / "weights"
+    result = cli(
+        "genlab-train", "hardware=ddp_cpu", "model=dcgan", "data=image_folder",
+        f"data.root={root}", "data.image_size=16", "data.in_memory=false", "data.flip=true",
+        "data.batch_size=4", *SHORT,
+        f"paths.log_dir={tmp_path / 'outputs'}", f"paths.data_dir={tmp_path / 'data'}",
+        "+callbacks.dump._target_=helpers.DumpGeneratorWeights", f"+callbacks.dump.dirpath={dump}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(list((tmp_path / "data" / "cache").iterdir())) == 1  # one cache, no leftovers
+    rank0, rank1 = (torch.load(dump / f"rank{r}.pt") for r in (0, 1))
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
