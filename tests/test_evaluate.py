@@ -175,6 +175,7 @@ def test_eval_scores_a_checkpoint_and_reuses_the_reference(checkpoint, tmp_path,
         ("metrics=[fid,bogus]", "unknown metric bogus; the metrics are fid, kid, prdc"),
         ("features=vgg", "features must be one of auto, inception, classifier"),
         ("size=3", "unknown option size; the options are ckpt, n, metrics"),
+        ("seed=abc", "seed must be a whole number (got 'abc')"),
     ],
 )
 def test_eval_bad_values(arg, message, capsys):

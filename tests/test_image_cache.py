@@ -18,7 +18,7 @@ from genlab.data.cache import Decoding, cached_folder
 from genlab.data.disk import DiskImages
 from genlab.data.images import ImageFolderDataModule, MnistMiniDataModule
 from genlab.data.loaders import InMemoryBatchLoader
-from genlab.data.pixels import flip_horizontally, flip_mask, to_model_range
+from genlab.data.pixels import flip_horizontally, flip_masks, to_model_range
 from genlab.errors import DataError
 
 from helpers import cli_in_process, one_line_error
@@ -66,7 +66,7 @@ def test_a_folder_of_mixed_modes_and_sizes_is_converted_and_cached(tmp_path):
     assert isinstance(images, torch.Tensor) and images.dtype == torch.uint8  # auto: fits
     assert images.shape[1:] == (3, 8, 8) and len(images) + len(data.val_set[0]) == 24
     assert sorted(set(labels.tolist())) == [0, 1]
-    (cache,) = (tmp_path / "cache").iterdir()
+    (cache,) = [p for p in (tmp_path / "cache").iterdir() if p.suffix != ".lock"]
     assert json.loads((cache / "info.json").read_text())["failures"] == []
     # the cache holds each file as PIL decodes it
     files, _ = data.listing()
@@ -98,7 +98,8 @@ def test_files_that_do_not_decode_are_skipped_and_named(tmp_path, caplog):
     assert len(data.train_set[0]) + len(data.val_set[0]) == 10
     (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warning.startswith(f"2 of 12 files in {root} do not decode and are left out: ")
-    assert "notes.png (UnidentifiedImageError" in warning and "truncated.jpg (OSError" in warning
+    assert "a/notes.png (UnidentifiedImageError" in warning
+    assert "b/truncated.jpg (OSError" in warning
 
 
 def jpeg_bytes() -> bytes:
@@ -145,7 +146,7 @@ def test_a_set_on_disk_gives_the_same_batches_and_resumes_exactly(tmp_path):
     assert torch.equal(copy.load(), held.train_set[0])
 
 
-def test_in_memory_auto_maps_a_set_larger_than_its_share(tmp_path, monkeypatch):
+def test_in_memory_auto_leaves_a_set_larger_than_its_share_on_disk(tmp_path, monkeypatch):
     import genlab.data.files as files
 
     root = mixed_folder(tmp_path / "images", n=8)
@@ -179,12 +180,12 @@ def test_a_build_killed_midway_leaves_no_cache_that_a_later_run_trusts(tmp_path)
     time.sleep(0.5)  # a few files decoded
     child.send_signal(signal.SIGKILL)
     child.wait()
-    left = list(cache.iterdir())
+    left = [p for p in cache.iterdir() if p.suffix != ".lock"]
     assert left and all(".building-" in p.name for p in left)  # nothing under the cache's name
     files = sorted(root.glob("*/*.png"))
     built = cached_folder(files, Decoding(3, 8), cache)
     assert built.built and built.kept.all()
-    assert [p for p in cache.iterdir()] == [built.folder]  # the abandoned build is removed
+    assert [p for p in cache.iterdir() if p.suffix != ".lock"] == [built.folder]  # removed
 
 
 def test_two_runs_building_one_cache_at_once_end_with_one_good_cache(tmp_path):
@@ -194,7 +195,7 @@ def test_two_runs_building_one_cache_at_once_end_with_one_good_cache(tmp_path):
     folders = {child.communicate(timeout=120)[0].strip() for child in children}
     assert all(child.returncode == 0 for child in children)
     (folder,) = folders
-    assert [str(p) for p in cache.iterdir()] == [folder]
+    assert [str(p) for p in cache.iterdir() if p.suffix != ".lock"] == [folder]
     files = sorted(root.glob("*/*.png"))
     found = cached_folder(files, Decoding(3, 8), cache)
     assert not found.built and found.kept.all() and str(found.folder) == folder
@@ -202,9 +203,10 @@ def test_two_runs_building_one_cache_at_once_end_with_one_good_cache(tmp_path):
 
 def test_flips_mirror_some_images_the_same_way_every_time():
     images = torch.arange(2 * 1 * 2 * 3, dtype=torch.uint8).view(2, 1, 2, 3).repeat(32, 1, 1, 1)
-    mask = flip_mask(64, seed=1, epoch=0, batch=5)
-    assert torch.equal(mask, flip_mask(64, seed=1, epoch=0, batch=5))
-    assert not torch.equal(mask, flip_mask(64, seed=1, epoch=0, batch=6))
+    masks = flip_masks(10, 64, seed=1, epoch=0)
+    assert torch.equal(masks, flip_masks(10, 64, seed=1, epoch=0))
+    assert not torch.equal(masks, flip_masks(10, 64, seed=1, epoch=1))
+    mask = masks[5]
     assert 16 < int(mask.sum()) < 48
     flipped = flip_horizontally(images, mask)
     assert torch.equal(flipped[mask], images[mask].flip(-1))
@@ -286,6 +288,31 @@ def test_ddp_ranks_read_one_cache_from_disk_and_stay_in_sync(tmp_path):
         cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert len(list((tmp_path / "data" / "cache").iterdir())) == 1  # one cache, no leftovers
+    caches = [p for p in (tmp_path / "data" / "cache").iterdir() if p.suffix != ".lock"]
+    assert len(caches) == 1  # one cache, no leftovers
     rank0, rank1 = (torch.load(dump / f"rank{r}.pt") for r in (0, 1))
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+
+
+def test_paired_halves_stay_paired_when_one_half_fails_and_an_empty_val_is_absent(tmp_path):
+    """A side-by-side file whose A half cannot be read as asked (a LAB image has no grey
+    conversion in Pillow) is left out of both domains, so every A stays beside its own B;
+    an empty val/ is no held-out folder."""
+    from genlab.data.pairs import PairedFolderDataModule
+
+    (tmp_path / "train").mkdir()
+    for i in range(6):
+        pixels = np.zeros((8, 16, 3), dtype=np.uint8)
+        pixels[:, :8], pixels[:, 8:] = 10 * i, 10 * i + 5  # A = 10i, B = 10i + 5
+        Image.fromarray(pixels).save(tmp_path / "train" / f"{i}.png")
+    Image.new("LAB", (16, 8)).save(tmp_path / "train" / "3a.tif")  # sorts among the others
+    (tmp_path / "val").mkdir()
+    data = PairedFolderDataModule(
+        root=str(tmp_path), channels=1, channels_b=3, image_size=8, batch_size=1,
+        cache_dir=str(tmp_path / "cache"),
+    )  # fmt: skip
+    data.setup()
+    (a, b, _, _), (val_a, val_b, _, _) = data.train_set, data.val_set
+    assert len(a) + len(val_a) == 6  # the LAB file left out; val/ was empty: held out of train/
+    for x, y in ((a, b), (val_a, val_b)):
+        assert torch.equal(x.float() + 5, y[:, :1].float())  # every A beside its own B

@@ -70,3 +70,25 @@ def test_batches_already_on_the_device_are_not_walked_again():
     nested = {"x": torch.zeros(2)}
     moved = data.transfer_batch_to_device(nested, torch.device("cpu"), 0)
     assert moved is not nested and torch.equal(moved["x"], nested["x"])
+
+
+def test_unequal_domains_resumed_at_an_epoch_end_start_the_next_pass_whole():
+    from genlab.data.loaders import ZippedBatchLoader
+
+    short = InMemoryBatchLoader((torch.arange(20), torch.arange(20)), batch_size=4, seed=1)
+    long = InMemoryBatchLoader((torch.arange(40), torch.arange(40)), batch_size=4, seed=2)
+    zipped = ZippedBatchLoader(short, long)
+    batches = list(zipped)
+    assert len(batches) == len(zipped) == 5
+    resumed = ZippedBatchLoader(
+        InMemoryBatchLoader((torch.arange(20), torch.arange(20)), batch_size=4, seed=1),
+        InMemoryBatchLoader((torch.arange(40), torch.arange(40)), batch_size=4, seed=2),
+    )
+    resumed.load_state_dict(zipped.state_dict())  # saved after the pass ended
+    for loader in (resumed, zipped):
+        loader.set_epoch(1)
+    assert all(
+        torch.equal(x, y)
+        for p, q in zip(resumed, zipped, strict=True)
+        for x, y in zip(p, q, strict=True)
+    )

@@ -109,6 +109,8 @@ def check_values(args: dict) -> None:
         isinstance(batch_size, int) and batch_size >= 1,
         f"batch_size must be a whole number >= 1 (got {batch_size})",
     )
+    seed = args["seed"]
+    require(isinstance(seed, int), f"seed must be a whole number (got {seed!r})")
     check_device(str(args["device"]))
 
 
@@ -153,11 +155,6 @@ def progress(description: str, total: int | None = None) -> tqdm:
     return tqdm(desc=description, total=total, unit="img", unit_scale=True, disable=None)
 
 
-def training_images(datamodule, batch_size: int) -> tuple[Tensor, Tensor]:
-    images, labels = zip(*datamodule.real_batches("train", batch_size), strict=True)
-    return torch.cat(images), torch.cat(labels)
-
-
 def choose_features(args: dict, datamodule, cache_dir: Path) -> FeatureExtractor:
     """The extractor `features=` asks for; `auto` takes Inception when it is here."""
     missing = inception_missing()
@@ -177,7 +174,7 @@ def choose_features(args: dict, datamodule, cache_dir: Path) -> FeatureExtractor
         f"inception, with {INCEPTION_WEIGHTS} copied into {inception_weights_path().parent}",
         DataError,
     )
-    images, labels = training_images(datamodule, args["batch_size"])
+    images, labels = datamodule.training_sample()  # as the per-epoch metrics
     return classifier_extractor(
         images, labels, datamodule.num_classes, cache_dir / "classifiers", args["device"]
     )

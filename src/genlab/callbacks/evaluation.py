@@ -186,7 +186,7 @@ class SampleQuality(L.Callback):
         """The digit classifier for the data (or for one domain of translation data)."""
         if domain not in self.classifiers:
             if domain == "data":
-                images, labels = datamodule.real_set("train")
+                images, labels = datamodule.training_sample()
             else:
                 images, labels = datamodule.domain_set(domain)
             self.classifiers[domain], _, self.classifier_from_cache = load_or_train_classifier(

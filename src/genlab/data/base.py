@@ -12,7 +12,8 @@ from genlab.data.loaders import InMemoryBatchLoader, Source
 from genlab.data.pixels import to_model_range
 from genlab.errors import require
 
-EVAL_LIMIT = 10_000  # held-out images a set on disk hands the per-epoch metrics
+EVAL_LIMIT = 10_000  # held-out samples the per-epoch metrics see, at most
+TRAIN_LIMIT = 60_000  # training samples a metric's classifier learns from, at most
 
 
 def check_declared_shape(key: str, given, expected: tuple[int, ...]) -> None:
@@ -103,23 +104,25 @@ class InMemoryDataModule(L.LightningDataModule):
         return self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
 
     def eval_set(self) -> tuple[Tensor, ...]:
-        """Held-out real samples and labels, for the quality metrics."""
-        return self.real_set("val")
+        """Held-out real samples and labels (at most EVAL_LIMIT), for the quality metrics."""
+        return self.real_set("val", EVAL_LIMIT)
 
-    def real_set(self, split: str = "train") -> tuple[Tensor, ...]:
-        """The samples and labels of `split` ("train" or "val") as the models see them:
-        images as float in [-1, 1] (at most EVAL_LIMIT of a set on disk, a seeded
-        choice)."""
-        return in_model_range(self.stored(split), self.seed)
+    def real_set(self, split: str = "train", limit: int | None = None) -> tuple[Tensor, ...]:
+        """The samples and labels of `split` ("train" or "val") as the models see them,
+        images as float in [-1, 1]: all of them, or a seeded choice of `limit` when there
+        are more (the same choice wherever the set is stored)."""
+        return in_model_range(self.stored(split), self.seed, limit)
+
+    def training_sample(self) -> tuple[Tensor, ...]:
+        """The training samples a metric's classifier learns from: at most TRAIN_LIMIT."""
+        return self.real_set("train", TRAIN_LIMIT)
 
     def real_batches(self, split: str = "train", batch_size: int = 500) -> Iterator[tuple]:
         """The whole `split` ("train" or "val") in its stored order, `batch_size` samples at
         a time, images as float in [-1, 1] on the CPU: for statistics over a set too large
         to hold as float."""
-        self.setup()
         parts = self.stored(split)
-        for start in range(0, len(parts[0]), batch_size):
-            rows = torch.arange(start, min(start + batch_size, len(parts[0])))
+        for rows in row_chunks(len(parts[0]), batch_size):
             yield tuple(to_model_range(read_rows(p, rows).cpu()) for p in parts)
 
     def content_key(self, split: str = "train") -> str:
@@ -127,8 +130,7 @@ class InMemoryDataModule(L.LightningDataModule):
         digest = hashlib.blake2b(digest_size=12)
         for part in self.stored(split):
             digest.update(f"{tuple(part.shape)} {part.dtype}".encode())
-            for start in range(0, len(part), 4096):
-                rows = torch.arange(start, min(start + 4096, len(part)))
+            for rows in row_chunks(len(part), 4096):
                 digest.update(read_rows(part, rows).cpu().contiguous().numpy().tobytes())
         return digest.hexdigest()
 
@@ -147,18 +149,23 @@ def read_rows(source: Source, rows: Tensor) -> Tensor:
     return source[rows.to(source.device)] if isinstance(source, Tensor) else source.take(rows)
 
 
-def in_model_range(parts: tuple[Source, ...], seed: int) -> tuple[Tensor, ...]:
-    """Stored samples as the models see them; images on disk are read first, at most
-    EVAL_LIMIT of them (the same seeded choice for every part)."""
-    rows = None
-    if any(isinstance(p, DiskImages) for p in parts) and len(parts[0]) > EVAL_LIMIT:
-        generator = torch.Generator().manual_seed(seed)
-        rows = torch.randperm(len(parts[0]), generator=generator)[:EVAL_LIMIT].sort().values
+def row_chunks(count: int, size: int) -> Iterator[Tensor]:
+    """Indices 0..count-1 in consecutive chunks of `size`."""
+    for start in range(0, count, size):
+        yield torch.arange(start, min(start + size, count))
+
+
+def in_model_range(
+    parts: tuple[Source, ...], seed: int, limit: int | None = None
+) -> tuple[Tensor, ...]:
+    """Stored samples as the models see them, images read from disk first: all of them, or
+    `limit` of them, a seeded choice per length (a domain's images and labels share it)."""
     loaded = []
     for part in parts:
-        if isinstance(part, DiskImages):
-            part = part.subset(rows.numpy()).load() if rows is not None else part.load()
-        elif rows is not None:
-            part = part[rows.to(part.device)]
-        loaded.append(to_model_range(part))
+        if limit is not None and len(part) > limit:
+            generator = torch.Generator().manual_seed(seed)
+            part = subset(
+                part, torch.randperm(len(part), generator=generator)[:limit].sort().values
+            )
+        loaded.append(to_model_range(part.load() if isinstance(part, DiskImages) else part))
     return tuple(loaded)

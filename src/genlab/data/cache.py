@@ -3,21 +3,23 @@
 `cached_folder(files, decoding, cache_dir)` returns the cache for these files, building it
 first when there is none: worker processes decode the files (with a progress bar) and the
 main process writes their pixels into `images.npy` (N x C x H x W uint8, numpy's format),
-beside `info.json` (which files did not decode, and why). Later runs memory-map the file
+beside `info.json` (which files did not decode, and why). Later runs read the file
 (`genlab.data.disk`).
 
 - The cache's name is a hash of the file list, each file's size and modification time, and
   how the files are decoded (channels, image size, which half): a changed folder gets a new
   cache, an unchanged one opens in a fraction of a second.
 - It is built in a temporary folder and renamed into place: a run killed while building
-  (SIGKILL included) leaves no cache that a later run trusts, and of two runs building the
-  same cache at once, one renames its copy into place and the other uses it.
+  (SIGKILL included) leaves no cache that a later run trusts. A lock file beside it makes
+  runs that want the same cache at once (DDP ranks, a sweep's jobs) wait for the one that
+  builds it, then use it.
 - Files that do not decode (truncated, not an image) keep a row of zeros and are marked in
   `kept.npy`; the data modules leave them out.
 
 This module needs numpy and Pillow only, so that the worker processes start fast.
 """
 
+import fcntl
 import hashlib
 import json
 import multiprocessing
@@ -81,7 +83,8 @@ def decode_chunk(paths: list[str], decoding: Decoding) -> tuple[np.ndarray, list
         try:
             pixels[i] = decode(path, decoding)
         except Exception as error:  # noqa: BLE001 - any file that does not decode is skipped
-            failures.append((i, f"{type(error).__name__}: {str(error).splitlines()[0][:80]}"))
+            first_line = (str(error).splitlines() or [""])[0][:80]
+            failures.append((i, f"{type(error).__name__}: {first_line}"))
     return pixels, failures
 
 
@@ -121,19 +124,20 @@ def cached_folder(
     if (final / "info.json").is_file():
         return read_cache(final, built=False)
     final.parent.mkdir(parents=True, exist_ok=True)
-    remove_abandoned_builds(final)
-    building = final.with_name(f"{final.name}.building-{socket.gethostname()}-{os.getpid()}")
-    building = building.with_name(f"{building.name}-{uuid.uuid4().hex[:6]}")
-    building.mkdir()
-    try:
-        build(files, decoding, building, workers, describe)
+    with open(final.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # whoever builds it holds this; the others wait
+        if (final / "info.json").is_file():
+            return read_cache(final, built=False)
+        remove_abandoned_builds(final)
+        building = final.with_name(
+            f"{final.name}.building-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        )
+        building.mkdir()
         try:
-            building.rename(final)  # atomic; fails when another run got there first
-        except OSError:
-            if not (final / "info.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
+            build(files, decoding, building, workers, describe)
+            building.rename(final)  # atomic: the cache appears complete or not at all
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
     return read_cache(final, built=True)
 
 
@@ -149,11 +153,12 @@ def read_cache(folder: Path, built: bool) -> Cache:
 
 
 def remove_abandoned_builds(final: Path) -> None:
-    """Temporary folders of this cache left by runs on this host that no longer exist."""
-    host = socket.gethostname()
-    for folder in final.parent.glob(f"{final.name}.building-{host}-*"):
-        pid = folder.name.rsplit("-", 2)[-2]
-        if pid.isdigit() and not process_exists(int(pid)):
+    """Temporary folders of this cache left by runs on this host that no longer exist
+    (called under the cache's lock: no live build of it can be running here)."""
+    prefix = f"{final.name}.building-{socket.gethostname()}-"
+    for folder in final.parent.glob(f"{final.name}.building-*"):
+        pid = folder.name[len(prefix) :].split("-")[0]
+        if folder.name.startswith(prefix) and pid.isdigit() and not process_exists(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -185,7 +190,7 @@ def build(
             os.pwrite(out.fileno(), pixels.tobytes(), offset + start * row)
             for i, why in failed:
                 kept[start + i] = False
-                failures.append((files[start + i].name, why))
+                failures.append((str(Path(*files[start + i].parts[-2:])), why))
         out.flush()
         os.fsync(out.fileno())
     np.save(folder / "kept.npy", kept)
@@ -205,7 +210,7 @@ def decoded_chunks(files: list[Path], decoding: Decoding, workers: int | None, d
 
     paths = [str(p) for p in files]
     starts = range(0, len(paths), CHUNK)
-    workers = workers or len(os.sched_getaffinity(0))
+    workers = len(os.sched_getaffinity(0)) if workers is None else workers
     progress = tqdm(total=len(paths), desc=f"decoding {describe}", unit="img", disable=None)
     with progress:
         if workers <= 1 or len(paths) <= IN_PROCESS:
@@ -218,7 +223,8 @@ def decoded_chunks(files: list[Path], decoding: Decoding, workers: int | None, d
         # caller's script again (a spawned worker would run an unguarded script anew)
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         context = multiprocessing.get_context(method)
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        try:
             jobs = {
                 pool.submit(decode_chunk, paths[start : start + CHUNK], decoding): start
                 for start in starts
@@ -228,3 +234,5 @@ def decoded_chunks(files: list[Path], decoding: Decoding, workers: int | None, d
                 pixels, failed = job.result()
                 progress.update(len(pixels))
                 yield start, pixels, failed
+        finally:  # on an error (a full disk), stop at once rather than decode the rest
+            pool.shutdown(cancel_futures=True)

@@ -14,23 +14,27 @@ mmap_mode="r")` maps it for anyone who wants to look.
 """
 
 import os
+import weakref
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from genlab.errors import DataError
+
 
 class ImageFile:
     """An open `.npy` file of N x C x H x W uint8 images."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        self.path = Path(path).resolve()
         header = np.load(self.path, mmap_mode="r")  # reads the header: shape and offset
         self.shape, self.offset = tuple(header.shape), header.offset
         del header
         self.row_bytes = int(np.prod(self.shape[1:]))
         self.fd = os.open(self.path, os.O_RDONLY)
+        weakref.finalize(self, os.close, self.fd)
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         """A copy of images `rows`, in their order."""
@@ -43,14 +47,16 @@ class ImageFile:
         return pixels
 
     def read_into(self, out: np.ndarray, row: int) -> None:
-        done = os.preadv(self.fd, [out.reshape(-1)], self.offset + row * self.row_bytes)
-        if done != out.nbytes:
-            raise OSError(f"{self.path} ends early: it is damaged; delete it to rebuild it")
-
-    def __del__(self) -> None:
-        fd = getattr(self, "fd", None)
-        if fd is not None:
-            os.close(fd)
+        """Fill `out` from image `row` on: a read returns at most 2 GB, so read until done."""
+        view, done = out.reshape(-1), 0
+        while done < view.nbytes:
+            count = os.preadv(self.fd, [view[done:]], self.offset + row * self.row_bytes + done)
+            if count == 0:
+                raise DataError(
+                    f"the image cache {self.path.parent} is damaged (its images.npy ends "
+                    f"early); delete that folder and the next run rebuilds it"
+                )
+            done += count
 
 
 class DiskImages:

@@ -2,7 +2,8 @@
 cache, held in memory or read from the cache file (`data.in_memory`).
 
 `in_memory=auto` holds a set in memory when its uint8 size is at most a quarter of the
-memory available now, and maps it from its cache file otherwise.
+memory available now (within the process's cgroup limit, under SLURM or in a container),
+and reads it from its cache file otherwise.
 """
 
 import logging
@@ -43,14 +44,24 @@ def check_in_memory(value) -> None:
 
 
 def available_memory() -> int:
-    """Bytes of memory available to new allocations (MemAvailable; free pages elsewhere)."""
+    """Bytes of memory available to new allocations: MemAvailable, or what the cgroup
+    (SLURM's --mem, a container's limit) still allows when that is less."""
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
+                available = int(line.split()[1]) * 1024
     except OSError:
         pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    group = Path("/sys/fs/cgroup")
+    try:
+        limit = (group / "memory.max").read_text().strip()
+        if limit != "max":
+            used = int((group / "memory.current").read_text())
+            available = min(available, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return available
 
 
 def holds_in_memory(in_memory: InMemory, nbytes: int) -> bool:
@@ -75,6 +86,11 @@ class FolderImages:
         where: Path | None = None,
     ) -> None:
         self.where = where or (files[0].parent if files else Path("."))
+        require(
+            bool(files),
+            f"{self.where} holds no images; add some, or point data.root elsewhere",
+            DataError,
+        )
         self.cache: Cache = cached_folder(
             files, decoding, cache_dir, workers, describe=str(self.where)
         )

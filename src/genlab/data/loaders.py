@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from genlab.data.disk import DiskImages
-from genlab.data.pixels import flip_horizontally, flip_mask, to_model_range
+from genlab.data.pixels import flip_horizontally, flip_masks, to_model_range
 from genlab.errors import require
 
 Source = Tensor | DiskImages
@@ -106,6 +106,9 @@ class InMemoryBatchLoader:
         indices = self.indices()
         on_device = {t.device for t in self.tensors if isinstance(t, Tensor)}
         placed = {device: indices.to(device) for device in on_device}
+        masks = None
+        if self.flip:
+            masks = flip_masks(len(self), self.batch_size, self.seed, self.epoch).to(self.device)
         first, self.skip = self.skip, 0
         self.served = first
         for start in range(first * self.batch_size, len(self) * self.batch_size, self.batch_size):
@@ -116,18 +119,17 @@ class InMemoryBatchLoader:
                 else self.read(t, indices[start:end])
                 for t in self.tensors
             ]
-            batch = self.served
+            mask = None if masks is None else masks[self.served]
             self.served += 1
-            yield self.finish(parts, batch)
+            yield self.finish(parts, mask)
 
     def read(self, source: DiskImages, indices: Tensor) -> Tensor:
         return source.take(indices).to(self.device, non_blocking=True)
 
-    def finish(self, parts: list[Tensor], batch: int) -> tuple[Tensor, ...]:
-        """Flip the images when asked, then make them float in [-1, 1]."""
-        if self.flip:
-            mask = flip_mask(len(parts[0]), self.seed, self.epoch, batch)
-            parts = [flip_horizontally(p, mask) if p.dim() == 4 else p for p in parts]
+    def finish(self, parts: list[Tensor], mask: Tensor | None) -> tuple[Tensor, ...]:
+        """Flip the images where `mask` says, then make them float in [-1, 1]."""
+        if mask is not None:
+            parts = [flip_horizontally(p, mask[: len(p)]) if p.dim() == 4 else p for p in parts]
         return tuple(to_model_range(p) for p in parts)
 
     # Lightning saves a loader's state in the checkpoint when it has these two methods, and
@@ -171,5 +173,8 @@ class ZippedBatchLoader:
         return {"a": self.loader_a.state_dict(), "b": self.loader_b.state_dict()}
 
     def load_state_dict(self, state: dict[str, dict[str, int]]) -> None:
-        self.loader_a.load_state_dict(state["a"])
-        self.loader_b.load_state_dict(state["b"])
+        """Both domains go on from the zipped pass's place; a pass that ended (the shorter
+        domain's length) starts whole in both, the longer domain's tail unused as before."""
+        finished = state["a"]["served"] >= len(self)
+        for loader, part in ((self.loader_a, state["a"]), (self.loader_b, state["b"])):
+            loader.load_state_dict(part | ({"served": len(loader)} if finished else {}))

@@ -1,7 +1,8 @@
 """Image-to-image data: two image domains A and B, paired (pix2pix) or unpaired (CycleGAN).
 
 Every batch is `(a, b, labels_a, labels_b)`, images in [-1, 1] (labels -1 where there are
-none; stored as uint8 like every genlab image). Paired sets keep a[i] and b[i] together; unpaired ones shuffle the domains apart.
+none; stored as uint8 like every genlab image). Paired sets keep a[i] and b[i] together;
+unpaired ones shuffle the domains apart.
 `eval_set()` gives the held-out `(a, b, labels_a, labels_b)`; where `aligned_eval` is true,
 b[i] is the true translation of a[i], so translations can be scored against the truth.
 
@@ -17,12 +18,19 @@ The standard folder layouts of the public sets, for a downloaded dataset:
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from genlab.data import pixels
-from genlab.data.base import InMemoryDataModule, check_declared_shape, in_model_range, subset
+from genlab.data.base import (
+    TRAIN_LIMIT,
+    InMemoryDataModule,
+    check_declared_shape,
+    in_model_range,
+    subset,
+)
 from genlab.data.cache import Decoding
 from genlab.data.files import FolderImages, InMemory, check_in_memory, images_in
 from genlab.data.images import held_out_split, mnist_mini, stratified_split
@@ -101,7 +109,9 @@ class TranslationDataModule(InMemoryDataModule):
         """One domain's training images (float, in [-1, 1]) and labels (`domain` 'a' or 'b')."""
         self.setup()
         a, b, labels_a, labels_b = self.train_set
-        return in_model_range((a, labels_a) if domain == "a" else (b, labels_b), self.seed)
+        return in_model_range(
+            (a, labels_a) if domain == "a" else (b, labels_b), self.seed, TRAIN_LIMIT
+        )
 
     def split_pairs(self, a: Tensor, b: Tensor, labels: Tensor) -> tuple[Domains, Domains]:
         """Hold out `val_fraction` of every class (of everything when unlabelled), pairs kept."""
@@ -191,13 +201,20 @@ class FolderStorage:
         check_in_memory(in_memory)
         self.cache_dir, self.in_memory, self.workers = cache_dir, in_memory, workers
 
+    def images(self, folder: Path, decoding: Decoding) -> FolderImages:
+        """The files of `folder` decoded as `decoding`, through the cache."""
+        return FolderImages(
+            images_in(folder), decoding, self.cache_dir, self.in_memory, self.workers, where=folder
+        )
+
     def read(self, folder: Path, decoding: Decoding) -> Source:
         """Every image of `folder` that decodes, in memory or on disk."""
-        files = images_in(folder)
-        stored = FolderImages(
-            files, decoding, self.cache_dir, self.in_memory, self.workers, where=folder
-        )
+        stored = self.images(folder, decoding)
         return stored.images(stored.kept)
+
+
+def holds_images(folder: Path) -> bool:
+    return folder.is_dir() and bool(images_in(folder))
 
 
 class PairedFolderDataModule(TranslationDataModule):
@@ -227,17 +244,23 @@ class PairedFolderDataModule(TranslationDataModule):
         super().__init__(channels=channels, channels_b=channels_b, **kwargs)
 
     def read_pairs(self, folder: Path) -> tuple:
-        """Domain A's and domain B's halves of every side-by-side image in `folder`; an image
-        that does not decode is left out of both (the two reads skip the same files)."""
+        """Domain A's and domain B's halves of every side-by-side image in `folder` that
+        decodes, in the same order: a file either half of which fails is left out of both."""
         first, second = (0, 1) if self.direction == "AtoB" else (1, 0)
-        a = self.storage.read(folder, Decoding(self.channels, self.image_size, part=first))
-        b = self.storage.read(folder, Decoding(self.channels_b, self.image_size, part=second))
-        return a, b
+        a = self.storage.images(folder, Decoding(self.channels, self.image_size, part=first))
+        b = self.storage.images(folder, Decoding(self.channels_b, self.image_size, part=second))
+        both = torch.from_numpy(np.intersect1d(a.kept.numpy(), b.kept.numpy()))
+        return a.images(both), b.images(both)
 
     def load(self) -> tuple[Domains, Domains]:
         a, b = self.read_pairs(self.root / "train")
-        held_out = [self.root / name for name in ("val", "test") if (self.root / name).is_dir()]
+        held_out = [self.root / name for name in ("val", "test") if holds_images(self.root / name)]
         if not held_out:
+            require(
+                len(a) >= 2,
+                f"{self.root / 'train'} holds too few images to hold some out; add val/",
+                DataError,
+            )
             return self.split_pairs(a, b, unlabelled(len(a)))
         val_a, val_b = self.read_pairs(held_out[0])
         return (
@@ -276,7 +299,7 @@ class UnpairedFolderDataModule(TranslationDataModule):
         """(train, held-out) images of one domain."""
         decoding = Decoding(channels, self.image_size)
         train = self.storage.read(self.root / f"train{name}", decoding)
-        if (self.root / f"test{name}").is_dir():
+        if holds_images(self.root / f"test{name}"):
             return train, self.storage.read(self.root / f"test{name}", decoding)
         keep, held_out = held_out_split(unlabelled(len(train)), False, self.val_fraction, self.seed)
         require(

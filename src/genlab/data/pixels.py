@@ -49,17 +49,18 @@ def resize(images: Tensor, image_size: int) -> Tensor:
 
 def binarize(images: Tensor) -> Tensor:
     """Pixels above half intensity -> 255, the rest 0 (binarized digits)."""
-    return torch.where(images > 127, 255, 0).to(torch.uint8)
+    return (images > 127).to(torch.uint8).mul_(255)
 
 
-def flip_mask(n: int, seed: int, epoch: int, batch: int) -> Tensor:
-    """Which of a batch's `n` images to flip: a coin per image, a function of the seed, the
-    epoch and the batch's place in the epoch only, so that a resumed run flips the same ones."""
-    generator = torch.Generator().manual_seed(((seed * 1_000_003 + epoch) * 1_000_003) + batch)
-    return torch.rand(n, generator=generator) < 0.5
+def flip_masks(batches: int, batch_size: int, seed: int, epoch: int) -> Tensor:
+    """Which images of each of an epoch's batches to flip, [batches, batch_size]: a coin per
+    image, a function of the seed and the epoch only, so that a resumed run flips the same
+    ones. Drawn once an epoch and moved to the device once."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 7_919)
+    return torch.rand(batches, batch_size, generator=generator) < 0.5
 
 
 def flip_horizontally(images: Tensor, mask: Tensor) -> Tensor:
-    """`images[i]` mirrored left to right where `mask[i]`, on the images' device."""
-    mask = mask.to(images.device).view(-1, *([1] * (images.dim() - 1)))
+    """`images[i]` mirrored left to right where `mask[i]` (on the images' device)."""
+    mask = mask.view(-1, *([1] * (images.dim() - 1)))
     return torch.where(mask, images.flip(-1), images)
