@@ -1,6 +1,7 @@
 """Fixtures: one data folder for the session, and training in-process into a tmp_path."""
 
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -20,6 +21,12 @@ if RUN_ID:
     os.environ.setdefault("GENLAB_DATA", str(shared))
 else:
     os.environ.setdefault("GENLAB_DATA", tempfile.mkdtemp(prefix="genlab-data-"))
+
+# Ctrl-C as a terminal has it: a background job of a non-interactive shell (`make test &`
+# in a script) starts with SIGINT ignored, and the tests that press Ctrl-C in-process would
+# then see nothing happen
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # `make test` runs two pytest workers on two cores: each trains with one thread, and so do
 # the genlab-train processes the tests start (torch reads OMP_NUM_THREADS), so that the

@@ -17,21 +17,18 @@ DATA_DIR/classifiers/, shared with the per-epoch metrics).
 
 import json
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from torch import Tensor
 from tqdm import tqdm
 
 from genlab.checkpoints import load_checkpoint
 from genlab.contract import Sampler
-from genlab.errors import ConfigError, DataError, require, user_error
+from genlab.errors import DataError, require
 from genlab.metrics import prdc
 from genlab.metrics.distances import frechet_from_stats
 from genlab.metrics.features import (
@@ -50,6 +47,7 @@ from genlab.metrics.reference import (
     reference_path,
     save_reference,
 )
+from genlab.options import parse_options, run_script
 from genlab.sample import load_model
 
 DEFAULTS = {
@@ -73,15 +71,7 @@ PRDC_MAX = 10_000  # samples a side: PRDC's pairwise distances grow with the squ
 
 
 def parse_args(argv: list[str]) -> dict:
-    try:
-        overrides = OmegaConf.from_dotlist(argv)
-    except OmegaConfBaseException as error:
-        raise ConfigError(f"cannot parse {argv}: {error}; write key=value, e.g. n=10000") from None
-    unknown = sorted(set(overrides) - set(DEFAULTS))
-    if unknown:
-        raise ConfigError(f"unknown option {unknown[0]}; the options are {', '.join(DEFAULTS)}")
-    args = DEFAULTS | OmegaConf.to_container(overrides)
-    require(args["ckpt"] is not None, "pass the checkpoint: genlab-eval ckpt=PATH [n=50000]")
+    args = parse_options(argv, DEFAULTS, "genlab-eval ckpt=PATH [n=50000]")
     check_values(args)
     return args
 
@@ -322,14 +312,7 @@ def say(line: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    try:
-        result = evaluate(parse_args(sys.argv[1:] if argv is None else argv))
-    except Exception as exc:
-        error = user_error(exc)
-        if error is None:
-            raise
-        print(f"genlab-eval: error: {str(error).splitlines()[0]}", file=sys.stderr)
-        sys.exit(2)
+    result = run_script("genlab-eval", lambda args: evaluate(parse_args(args)), argv)
     print(table(result))
     print(f"wrote {result['out']}")
 

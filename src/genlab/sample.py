@@ -11,17 +11,15 @@ where the labels cycle through the classes.
 """
 
 import math
-import sys
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from genlab.build import instantiate_model
 from genlab.checkpoints import check_compatible, load_checkpoint
 from genlab.contract import Sampler
-from genlab.errors import ConfigError, require, user_error
+from genlab.errors import require
+from genlab.options import parse_options, run_script
 from genlab.plotting import picture, save_png
 
 DEFAULTS = {"ckpt": None, "n": 1000, "out": "samples", "labels": None, "seed": 0, "device": "cpu"}
@@ -29,17 +27,7 @@ GRID_SIZE = 100  # images in samples.png at most (samples.pt holds them all)
 
 
 def parse_args(argv: list[str]) -> dict:
-    try:
-        overrides = OmegaConf.from_dotlist(argv)
-    except OmegaConfBaseException as error:
-        raise ConfigError(f"cannot parse {argv}: {error}; write key=value, e.g. n=1000") from None
-    unknown = sorted(set(overrides) - set(DEFAULTS))
-    if unknown:
-        raise ConfigError(f"unknown option {unknown[0]}; the options are {', '.join(DEFAULTS)}")
-    args = DEFAULTS | OmegaConf.to_container(overrides)
-    require(
-        args["ckpt"] is not None, "pass the checkpoint: genlab-sample ckpt=PATH [n=1000] [out=DIR]"
-    )
+    args = parse_options(argv, DEFAULTS, "genlab-sample ckpt=PATH [n=1000] [out=DIR]")
     require(
         isinstance(args["n"], int) and args["n"] >= 1,
         f"n must be a whole number >= 1 (got {args['n']})",
@@ -119,14 +107,7 @@ def sample(args: dict) -> tuple[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    try:
-        out, shown = sample(parse_args(sys.argv[1:] if argv is None else argv))
-    except Exception as exc:
-        error = user_error(exc)
-        if error is None:
-            raise
-        print(f"genlab-sample: error: {str(error).splitlines()[0]}", file=sys.stderr)
-        sys.exit(2)
+    out, shown = run_script("genlab-sample", lambda args: sample(parse_args(args)), argv)
     print(f"wrote {out / 'samples.pt'} and {out / 'samples.png'} ({shown})")
 
 

@@ -16,7 +16,7 @@ beside `info.json` (which files did not decode, and why). Later runs read the fi
 - Files that do not decode (truncated, not an image) keep a row of zeros and are marked in
   `kept.npy`; the data modules leave them out.
 
-This module needs numpy and Pillow only, so that the worker processes start fast.
+This module needs numpy and Pillow only (and genlab.locks), so that its workers start fast.
 """
 
 import fcntl
@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from genlab.locks import alive
 
 FORMAT = 1  # bump when the layout of a cache changes: older caches are then rebuilt
 CHUNK = 256  # files a worker decodes per task
@@ -158,18 +160,8 @@ def remove_abandoned_builds(final: Path) -> None:
     prefix = f"{final.name}.building-{socket.gethostname()}-"
     for folder in final.parent.glob(f"{final.name}.building-*"):
         pid = folder.name[len(prefix) :].split("-")[0]
-        if folder.name.startswith(prefix) and pid.isdigit() and not process_exists(int(pid)):
+        if folder.name.startswith(prefix) and pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def build(
