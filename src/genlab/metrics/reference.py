@@ -59,21 +59,52 @@ def gaussian_fit(features: Tensor) -> tuple[Tensor, Tensor]:
 
 class SeededSubset:
     """A uniform random subset of at most `size` rows of a stream of chunks, the same for the
-    same seed and stream: each row draws a random priority and the `size` highest are kept,
-    in the order of their priorities (so any prefix is itself a uniform subset)."""
+    same seed and stream: each row draws a random priority and the `size` highest are kept;
+    `rows` gives them in the order of their priorities (so any prefix is itself a uniform
+    subset). A row that enters takes the slot of one that leaves, so a chunk costs its own
+    size, not the subset's."""
 
     def __init__(self, size: int, seed: int = 0) -> None:
         self.size = size
         self.generator = torch.Generator().manual_seed(seed)
+        self.filling: list[tuple[Tensor, Tensor]] = []  # (rows, priorities) until `size` rows
+        self.slots: Tensor | None = None  # then the kept rows, in no particular order
         self.priorities = torch.empty(0)
-        self.rows: Tensor | None = None
 
     def update(self, chunk: Tensor) -> None:
         chunk = chunk.detach().to("cpu", torch.float32)
-        priorities = torch.cat([self.priorities, torch.rand(len(chunk), generator=self.generator)])
-        rows = chunk if self.rows is None else torch.cat([self.rows, chunk])
-        keep = priorities.topk(min(self.size, len(priorities))).indices
-        self.priorities, self.rows = priorities[keep], rows[keep]
+        drawn = torch.rand(len(chunk), generator=self.generator)
+        if self.slots is None:
+            room = self.size - sum(len(rows) for rows, _ in self.filling)
+            self.filling.append((chunk[:room], drawn[:room]))
+            chunk, drawn = chunk[room:], drawn[room:]
+            if len(chunk) == 0 and room > 0:
+                return
+            self.full()
+        if len(chunk) == 0:
+            return
+        merged = torch.cat([self.priorities, drawn])
+        keep = merged.topk(self.size).indices
+        entering = keep[keep >= self.size] - self.size
+        leaving = torch.ones(self.size, dtype=torch.bool)
+        leaving[keep[keep < self.size]] = False
+        free = leaving.nonzero().flatten()
+        self.slots[free] = chunk[entering]
+        self.priorities[free] = drawn[entering]
+
+    def full(self) -> None:
+        """The rows gathered so far become the slots (once, not a copy per chunk)."""
+        self.slots = torch.cat([rows for rows, _ in self.filling])
+        self.priorities = torch.cat([priorities for _, priorities in self.filling])
+        self.filling = []
+
+    @property
+    def rows(self) -> Tensor | None:
+        if self.slots is None and not self.filling:
+            return None
+        if self.slots is None:
+            self.full()
+        return self.slots[self.priorities.argsort(descending=True)]
 
 
 @dataclass
