@@ -7,7 +7,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from genlab.data.disk import DiskImages
+from genlab.data.disk import DiskImages, row_chunks
 from genlab.data.loaders import InMemoryBatchLoader, Source
 from genlab.data.pixels import to_model_range
 from genlab.errors import require
@@ -147,12 +147,6 @@ def subset(source: Source, rows: Tensor) -> Source:
 
 def read_rows(source: Source, rows: Tensor) -> Tensor:
     return source[rows.to(source.device)] if isinstance(source, Tensor) else source.take(rows)
-
-
-def row_chunks(count: int, size: int) -> Iterator[Tensor]:
-    """Indices 0..count-1 in consecutive chunks of `size`."""
-    for start in range(0, count, size):
-        yield torch.arange(start, min(start + size, count))
 
 
 def in_model_range(

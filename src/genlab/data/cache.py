@@ -39,7 +39,6 @@ from genlab.locks import alive
 FORMAT = 1  # bump when the layout of a cache changes: older caches are then rebuilt
 CHUNK = 256  # files a worker decodes per task
 IN_PROCESS = 512  # folders this small are decoded without worker processes
-SHOWN_FAILURES = 3  # files named in the warning line; info.json lists them all
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ mmap_mode="r")` maps it for anyone who wants to look.
 
 import os
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,12 @@ import torch
 from torch import Tensor
 
 from genlab.errors import DataError
+
+
+def row_chunks(count: int, size: int) -> Iterator[Tensor]:
+    """Indices 0..count-1 in consecutive chunks of `size`."""
+    for start in range(0, count, size):
+        yield torch.arange(start, min(start + size, count))
 
 
 class ImageFile:
@@ -99,9 +106,8 @@ class DiskImages:
         """All of this set's images in memory, as one tensor (read in chunks, so that no
         second copy is ever whole)."""
         images = torch.empty(self.shape, dtype=torch.uint8)
-        for start in range(0, len(self), 4096):
-            chunk = torch.arange(start, min(start + 4096, len(self)))
-            images[start : start + len(chunk)] = self.take(chunk)
+        for rows in row_chunks(len(self), 4096):
+            images[rows] = self.take(rows)
         return images
 
     def __getstate__(self) -> dict:

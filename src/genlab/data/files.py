@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 InMemory = Literal["auto"] | bool
 MEMORY_SHARE = 0.25  # of the available memory, that in_memory=auto lets a set take
+SHOWN_FAILURES = 3  # files named in the warning line; info.json lists them all
 
 
 def images_in(folder: Path) -> list[Path]:
@@ -115,8 +116,9 @@ class FolderImages:
                 f"(first: {name}: {why}); point data.root at a folder of images"
             )
         if failures:
-            named = ", ".join(f"{name} ({why})" for name, why in failures[:3])
-            more = f" and {len(failures) - 3} more" if len(failures) > 3 else ""
+            named = ", ".join(f"{name} ({why})" for name, why in failures[:SHOWN_FAILURES])
+            hidden = len(failures) - SHOWN_FAILURES
+            more = f" and {hidden} more" if hidden > 0 else ""
             log.warning(
                 "%d of %d files in %s do not decode and are left out: %s%s (all in %s)",
                 len(failures),
@@ -131,3 +133,28 @@ class FolderImages:
         """The images at `rows` (indices of files), in memory or on disk."""
         subset = self.on_disk.subset(rows.numpy())
         return subset.load() if self.in_memory else subset
+
+
+class FolderStorage:
+    """Where a folder dataset's decoded images go and how they are held: `cache_dir`,
+    `in_memory` (auto, true, false), `workers` (the data config's keys of the same names)."""
+
+    def __init__(
+        self,
+        cache_dir: str = "data/cache",
+        in_memory: InMemory = "auto",
+        workers: int | None = None,
+    ) -> None:
+        check_in_memory(in_memory)
+        self.cache_dir, self.in_memory, self.workers = cache_dir, in_memory, workers
+
+    def decode(self, files: list[Path], decoding: Decoding, where: Path) -> FolderImages:
+        """`files` (found in `where`) decoded as `decoding`, through the cache."""
+        return FolderImages(
+            files, decoding, self.cache_dir, self.in_memory, self.workers, where=where
+        )
+
+    def read(self, folder: Path, decoding: Decoding) -> Tensor | DiskImages:
+        """Every image of `folder` that decodes, in memory or on disk."""
+        stored = self.decode(images_in(folder), decoding, folder)
+        return stored.images(stored.kept)

@@ -17,7 +17,7 @@ from torch import Tensor
 from genlab.data import pixels
 from genlab.data.base import InMemoryDataModule, check_declared_shape
 from genlab.data.cache import Decoding
-from genlab.data.files import IMAGE_SUFFIXES, FolderImages, InMemory, check_in_memory, images_in
+from genlab.data.files import IMAGE_SUFFIXES, FolderStorage, InMemory, images_in
 from genlab.errors import DataError, require
 
 Split = tuple[Tensor, Tensor]
@@ -205,7 +205,7 @@ class ImageFolderDataModule(ImageDataModule):
         workers: int | None = None,
         **kwargs,
     ) -> None:
-        check_in_memory(in_memory)
+        self.storage = FolderStorage(cache_dir, in_memory, workers)
         self.root = Path(root)
         self.classes = self.find_classes()
         found = len(self.classes)
@@ -215,9 +215,6 @@ class ImageFolderDataModule(ImageDataModule):
             DataError,
         )
         super().__init__(num_classes=found, **kwargs)
-        self.cache_dir = cache_dir
-        self.in_memory = in_memory
-        self.workers = workers
 
     def find_classes(self) -> list[str]:
         require(
@@ -249,9 +246,7 @@ class ImageFolderDataModule(ImageDataModule):
     def load(self) -> tuple[tuple, tuple]:
         files, labels = self.listing()
         decoding = Decoding(self.channels, self.image_size, binarize=self.binarize)
-        stored = FolderImages(
-            files, decoding, self.cache_dir, self.in_memory, self.workers, where=self.root
-        )
+        stored = self.storage.decode(files, decoding, self.root)
         labels = labels[stored.kept]
         require(
             len(labels) >= 2,

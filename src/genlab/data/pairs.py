@@ -32,9 +32,9 @@ from genlab.data.base import (
     subset,
 )
 from genlab.data.cache import Decoding
-from genlab.data.files import FolderImages, InMemory, check_in_memory, images_in
+from genlab.data.files import FolderStorage, InMemory, images_in
 from genlab.data.images import held_out_split, mnist_mini, stratified_split
-from genlab.data.loaders import Source, ZippedBatchLoader
+from genlab.data.loaders import ZippedBatchLoader
 from genlab.errors import DataError, require
 
 Domains = tuple[Tensor, Tensor, Tensor, Tensor]  # a, b, labels_a, labels_b
@@ -188,31 +188,6 @@ def require_folder(folder: Path, layout: str) -> list[Path]:
     return files
 
 
-class FolderStorage:
-    """Where a folder dataset's decoded images go and how they are held (see
-    `ImageFolderDataModule`): `cache_dir`, `in_memory` (auto, true, false), `workers`."""
-
-    def __init__(
-        self,
-        cache_dir: str = "data/cache",
-        in_memory: InMemory = "auto",
-        workers: int | None = None,
-    ) -> None:
-        check_in_memory(in_memory)
-        self.cache_dir, self.in_memory, self.workers = cache_dir, in_memory, workers
-
-    def images(self, folder: Path, decoding: Decoding) -> FolderImages:
-        """The files of `folder` decoded as `decoding`, through the cache."""
-        return FolderImages(
-            images_in(folder), decoding, self.cache_dir, self.in_memory, self.workers, where=folder
-        )
-
-    def read(self, folder: Path, decoding: Decoding) -> Source:
-        """Every image of `folder` that decodes, in memory or on disk."""
-        stored = self.images(folder, decoding)
-        return stored.images(stored.kept)
-
-
 def holds_images(folder: Path) -> bool:
     return folder.is_dir() and bool(images_in(folder))
 
@@ -247,8 +222,11 @@ class PairedFolderDataModule(TranslationDataModule):
         """Domain A's and domain B's halves of every side-by-side image in `folder` that
         decodes, in the same order: a file either half of which fails is left out of both."""
         first, second = (0, 1) if self.direction == "AtoB" else (1, 0)
-        a = self.storage.images(folder, Decoding(self.channels, self.image_size, part=first))
-        b = self.storage.images(folder, Decoding(self.channels_b, self.image_size, part=second))
+        files = images_in(folder)
+        a = self.storage.decode(files, Decoding(self.channels, self.image_size, part=first), folder)
+        b = self.storage.decode(
+            files, Decoding(self.channels_b, self.image_size, part=second), folder
+        )
         both = torch.from_numpy(np.intersect1d(a.kept.numpy(), b.kept.numpy()))
         return a.images(both), b.images(both)
 
