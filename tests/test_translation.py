@@ -311,7 +311,7 @@ def test_cyclegan_fast_dev_run_keeps_its_pools_in_the_checkpoint(run_train):
     ("overrides", "message"),
     [
         (["model=pix2pix", "data=mnist_mini"], "use data=digits_edges"),
-        (["model=dcgan", "data=digits_edges"], "for model=pix2pix or model=cyclegan"),
+        (["model=dcgan", "data=digits_edges"], "for model=pix2pix, model=cyclegan or"),
         (["model=pix2pix", "data=digits_edges", "data.image_size=28"], "data.image_size=32"),
         (["model=cyclegan", "data=digits_inverted", "model.lr=0"], "model.lr must be > 0"),
     ],

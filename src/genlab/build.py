@@ -75,13 +75,13 @@ def check_model_kind(model_cfg: DictConfig, datamodule: L.LightningDataModule) -
     two_domains = hasattr(datamodule, "shape_a")
     require(
         translator or not two_domains,
-        "this data holds pairs of image domains, for model=pix2pix or model=cyclegan; "
-        "a generative model needs one domain (e.g. data=mnist_mini)",
+        "this data holds pairs of image domains, for model=pix2pix, model=cyclegan or "
+        "model=unit; a generative model needs one domain (e.g. data=mnist_mini)",
         DataError,
     )
     require(
         two_domains or not translator,
-        "pix2pix and CycleGAN translate between two image domains: use data=digits_edges "
+        "translation models (pix2pix, CycleGAN, UNIT) need two image domains: use data=digits_edges "
         "(paired), data=digits_inverted (unpaired) or a folder (data=paired_folder, "
         "data=unpaired_folder)",
         DataError,
