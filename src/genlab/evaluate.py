@@ -120,7 +120,7 @@ def load_sampler(path: str, device: str) -> tuple[torch.nn.Module, dict]:
     model = load_model(path, device)
     require(
         isinstance(model, Sampler),
-        "this checkpoint holds an image-to-image model (pix2pix, CycleGAN), which translates "
+        "this checkpoint holds an image-to-image model (pix2pix, CycleGAN, UNIT), which translates "
         "images rather than sample them; its l1, psnr and label_kept are the per-epoch "
         "eval/ metrics of the run (metrics.json, TensorBoard)",
     )

@@ -73,7 +73,7 @@ def sample(args: dict) -> tuple[Path, str]:
     model = load_model(args["ckpt"], args["device"])
     require(
         isinstance(model, Sampler),
-        "this checkpoint holds an image-to-image model (pix2pix, CycleGAN), which translates "
+        "this checkpoint holds an image-to-image model (pix2pix, CycleGAN, UNIT), which translates "
         "images rather than sample them; pass a generative model's checkpoint",
     )
     n = args["n"]

@@ -78,6 +78,13 @@ def spread(length: int, n: int) -> Tensor:
     return torch.linspace(0, length - 1, n).round().long()
 
 
+def round_trips(model: "ImageTranslation", a: Tensor, b: Tensor) -> list[Tensor]:
+    """A two-way model's grid columns: a | A->B | back to A || b | B->A | back to B"""
+    a_to_b = model.translate(a, "ab")
+    b_to_a = model.translate(b, "ba")
+    return [a, a_to_b, model.translate(a_to_b, "ba"), b, b_to_a, model.translate(b_to_a, "ab")]
+
+
 class ImageTranslation(GenerativeModule):
     """What pix2pix and CycleGAN share: `translate`, the decay schedule, the pictures."""
 
@@ -371,10 +378,7 @@ class CycleGAN(ImageTranslation):
         return F.l1_loss(self.generator_ba(fake_b), a) + F.l1_loss(self.generator_ab(fake_a), b)
 
     def columns(self, a: Tensor, b: Tensor) -> list[Tensor]:
-        """a | A->B | back to A || b | B->A | back to B"""
-        a_to_b = self.translate(a, "ab")
-        b_to_a = self.translate(b, "ba")
-        return [a, a_to_b, self.translate(a_to_b, "ba"), b, b_to_a, self.translate(b_to_a, "ab")]
+        return round_trips(self, a, b)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
