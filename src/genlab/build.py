@@ -12,7 +12,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from genlab.checkpoints import AtomicCheckpointIO
 from genlab.config import SPEED_KEYS
-from genlab.contract import Sampler, Translator, translates
+from genlab.contract import PairSampler, Sampler, Translator, draws_pairs, translates
 from genlab.errors import ConfigError, DataError, require
 from genlab.folders import unwritable
 from genlab.hardware import wants_channels_last
@@ -71,8 +71,17 @@ def check_batch_size(datamodule: L.LightningDataModule, world_size: int) -> None
 def check_model_kind(model_cfg: DictConfig, datamodule: L.LightningDataModule) -> None:
     """Translation models need two image domains, the others one; say so before the model's
     config tries to read what the data does not have."""
-    translator = translates(get_class(model_cfg._target_))
+    model_class = get_class(model_cfg._target_)
     two_domains = hasattr(datamodule, "shape_a")
+    if draws_pairs(model_class):  # CoGAN: a pair of images, one in each domain, from noise
+        require(
+            two_domains,
+            "CoGAN learns two image domains from unpaired images of each: use "
+            "data=digits_inverted or data=unpaired_folder",
+            DataError,
+        )
+        return
+    translator = translates(model_class)
     require(
         translator or not two_domains,
         "this data holds pairs of image domains, for model=pix2pix, model=cyclegan or "
@@ -108,6 +117,16 @@ def check_model_fits_data(model: L.LightningModule, datamodule: L.LightningDataM
             f"the model expects {model.num_classes} classes but the data has {datamodule.num_classes}; "
             f"set model.num_classes='${{data.num_classes}}'",
         )
+    if isinstance(model, PairSampler):
+        made = tuple(tuple(images.shape[1:]) for images in model.sample_pairs(2))
+        held = (tuple(datamodule.shape_a), tuple(datamodule.shape))
+        require(
+            made == held,
+            f"the model makes pairs of shapes {[list(s) for s in made]} but the domains hold "
+            f"{[list(s) for s in held]}; leave the nets' shape_a/shape_b at '${{data.shape_a}}' "
+            f"and '${{data.shape}}'",
+        )
+        return
     made = model.sample_shape() if isinstance(model, Sampler) else model.out_shape
     require(
         made == tuple(datamodule.shape),

@@ -7,6 +7,7 @@ which with `isinstance` (the protocols are runtime-checkable) and use nothing el
 | capability          | used by                                   | models                  |
 |---------------------|-------------------------------------------|-------------------------|
 | `Sampler`           | sample pictures, sample metrics, sampling | GANs, VAEs, PixelCNN    |
+| `PairSampler`       | pair metrics (instead of sample metrics)  | CoGAN                   |
 | `Translator`        | translation pictures and metrics          | pix2pix, CycleGAN       |
 | `HeldOutLikelihood` | held-out ELBO, IWAE, NLL, bits/dim        | VAEs, PixelCNN          |
 | `Figures`           | the model's own pictures                  | VAEs, pix2pix, CycleGAN |
@@ -53,6 +54,23 @@ class Sampler(Protocol):
 
     def sample_shape(self) -> tuple[int, ...]:
         """The shape of one sample."""
+
+
+@runtime_checkable
+class PairSampler(Protocol):
+    """Draws pairs from noise, one image in each of two domains from one z (CoGAN)."""
+
+    def sample_pairs(
+        self, n: int, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """n A images and the n B images drawn with them, in [-1, 1], on the model's device;
+        reproducible when `generator` (a CPU generator) is given."""
+
+
+def draws_pairs(model_class: type) -> bool:
+    """Whether `model_class` builds PairSamplers: asked of the configured class before the
+    model is built, since such a model needs two image domains."""
+    return callable(getattr(model_class, "sample_pairs", None))
 
 
 @runtime_checkable

@@ -6,7 +6,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from genlab.contract import HeldOutLikelihood, Translator
+from genlab.contract import HeldOutLikelihood, PairSampler, Translator
 from genlab.metrics import (
     batched,
     class_entropy,
@@ -40,6 +40,10 @@ class SampleQuality(L.Callback):
     `HeldOutLikelihood` models add their held-out numbers: `eval/elbo`,
     `eval/iwae`, `eval/iwae_k<k>`, `eval/rec`, `eval/kl` for the VAE family, `eval/nll`
     (nats per image) and `eval/bpd` (bits per dimension) for the VAE and PixelCNN.
+
+    `PairSampler` models (CoGAN) are scored on their pairs instead (`pair_metrics`):
+    `eval/pair_psnr`, `eval/pair_agree`, `eval/fd_a`, `eval/fd_b`, `eval/class_entropy_a`,
+    `eval/class_entropy_b`.
 
     Every rank computes the same numbers from the same seed; only rank 0 logs them.
     """
@@ -81,6 +85,9 @@ class SampleQuality(L.Callback):
         if isinstance(pl_module, Translator):
             return self.translation_metrics(datamodule, pl_module)
         generator = torch.Generator().manual_seed(self.seed)
+        if isinstance(pl_module, PairSampler):
+            pairs = pl_module.sample_pairs(self.num_samples, generator=generator)
+            return self.pair_metrics(datamodule, *(images.cpu() for images in pairs))
         labels = pl_module.resolve_labels(self.num_samples, None)
         fake = pl_module.sample(self.num_samples, labels, generator=generator).cpu()
         real, real_labels = datamodule.eval_set()
@@ -180,6 +187,35 @@ class SampleQuality(L.Callback):
             metrics |= {f"{key}_{direction}": value for key, value in found.items()}
         if not one_way and "label_kept_ab" in metrics:
             metrics["label_kept"] = (metrics["label_kept_ab"] + metrics["label_kept_ba"]) / 2
+        return metrics
+
+    def pair_metrics(self, datamodule, a: Tensor, b: Tensor) -> dict[str, float]:
+        """Models that draw pairs (CoGAN: a[i] and b[i] from one z). `pair_psnr`: the B image
+        mapped back to domain A by the data's known relation (`datamodule.b_to_a`; left out
+        where the data knows none) against the A image. On labelled data, per domain d, a
+        digit classifier trained on that domain reads each image: `pair_agree`, the share
+        of pairs read as one class in A and in B; `fd_d` (against the held-out images of
+        d, equal numbers a side) and `class_entropy_d` of the samples."""
+        metrics = {}
+        b_to_a = getattr(datamodule, "b_to_a", None)
+        if b_to_a is not None:
+            metrics["pair_psnr"] = image_errors(b_to_a(b), a)["psnr"]
+        if not datamodule.labelled:
+            return metrics
+        held_out = dict(zip(("a", "b"), datamodule.eval_set()[:2], strict=True))
+        predicted = {}
+        for domain, fake in (("a", a), ("b", b)):
+            classifier = self.get_classifier(datamodule, domain)
+            real_features = batched(classifier.features, held_out[domain].cpu())
+            fake_features = batched(classifier.features, fake)
+            with torch.no_grad():
+                predicted[domain] = classifier.head(fake_features).argmax(dim=1)
+            real_part, fake_part = equal_sizes(real_features, fake_features, self.seed)
+            metrics[f"fd_{domain}"] = frechet_distance(real_part, fake_part)
+            metrics[f"class_entropy_{domain}"] = class_entropy(
+                predicted[domain], datamodule.num_classes
+            )
+        metrics["pair_agree"] = float((predicted["a"] == predicted["b"]).float().mean())
         return metrics
 
     def get_classifier(self, datamodule, domain: str = "data"):

@@ -176,6 +176,11 @@ class DigitsInvertedDataModule(TranslationDataModule):
             (images[val], 255 - images[val], labels[val], labels[val]),
         )
 
+    def b_to_a(self, b: Tensor) -> Tensor:
+        """The known relation between the domains: the A image a B image (in [-1, 1])
+        inverts, which is its negative."""
+        return -b
+
 
 def require_folder(folder: Path, layout: str) -> list[Path]:
     require(
