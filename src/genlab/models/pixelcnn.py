@@ -44,7 +44,8 @@ class PixelCNN(LikelihoodModel):
         self.shape = tuple(shape)
         require(
             len(self.shape) == 3,
-            f"PixelCNN models images C x H x W, not data of shape {list(self.shape)}; e.g. data=mnist_mini",
+            f"{type(self).__name__} models images C x H x W, not data of shape "
+            f"{list(self.shape)}; e.g. data=mnist_mini",
         )
         require(
             net.channels == self.shape[0],
@@ -129,11 +130,14 @@ class PixelCNN(LikelihoodModel):
             for j in range(width):
                 # rows below i cannot reach row i through the masks: leave them out
                 logits = self.net(x[:, :, : i + 1], labels)[..., i, j]  # N x C (x levels)
-                u = uniform_noise((n, channels), generator, self.device)
-                if self.levels == 2:
-                    x[:, :, i, j] = (u < torch.sigmoid(logits)).float() * 2 - 1
-                else:
-                    cdf = torch.softmax(logits, dim=-1).cumsum(-1)
-                    level = (cdf < u[..., None]).sum(-1).clamp(max=self.levels - 1)
-                    x[:, :, i, j] = self.from_levels(level)
+                x[:, :, i, j] = self.draw(logits, generator)
         return x
+
+    def draw(self, logits: Tensor, generator: torch.Generator | None) -> Tensor:
+        """One pixel of every image from its logits N x C (x levels): values in [-1, 1]."""
+        u = uniform_noise(tuple(logits.shape[:2]), generator, self.device)
+        if self.levels == 2:
+            return (u < torch.sigmoid(logits)).float() * 2 - 1
+        cdf = torch.softmax(logits, dim=-1).cumsum(-1)
+        level = (cdf < u[..., None]).sum(-1).clamp(max=self.levels - 1)
+        return self.from_levels(level)
