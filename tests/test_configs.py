@@ -78,6 +78,8 @@ def test_model_and_data_instantiate(model, data, tmp_path):
     overrides = [f"model={model}", f"data={data}"]
     if model == "pixelcnn":  # sampling is pixel by pixel: a tiny net keeps it quick
         overrides += ["model.net.hidden=4", "model.net.num_blocks=0"]
+    if model == "pixelrnn":
+        overrides += ["model.net.hidden=4", "model.net.num_layers=1"]
     if data == "image_folder":
         folder = tmp_path / "images" / "only_class"
         folder.mkdir(parents=True)
@@ -116,8 +118,8 @@ def test_model_and_data_instantiate(model, data, tmp_path):
         with pytest.raises(InstantiationException, match="kind=dcgan makes convolutional nets"):
             instantiate_model(cfg.model)[0]
         return
-    if model == "pixelcnn" and len(datamodule.shape) == 1:
-        with pytest.raises(InstantiationException, match="PixelCNN models images"):
+    if model in ("pixelcnn", "pixelrnn") and len(datamodule.shape) == 1:
+        with pytest.raises(InstantiationException, match="models images"):
             instantiate_model(cfg.model)[0]
         return
     if (
@@ -127,7 +129,7 @@ def test_model_and_data_instantiate(model, data, tmp_path):
             instantiate_model(cfg.model)[0]
         return
     module = instantiate_model(cfg.model)[0]
-    n = 2 if model == "pixelcnn" else 7
+    n = 2 if model in ("pixelcnn", "pixelrnn") else 7
     assert module.sample(n).shape == (n, *datamodule.shape)
     assert module.sample_shape() == tuple(datamodule.shape)
 
