@@ -97,6 +97,14 @@ def test_model_and_data_instantiate(model, data, tmp_path):
         overrides.append(f"data.root={tmp_path / 'domains'}")
     cfg = compose_train(overrides, tmp_path)
     datamodule = instantiate(cfg.data)
+    if model == "cogan":  # a pair of images from noise, one in each of two domains
+        if not hasattr(datamodule, "shape_a"):
+            with pytest.raises(DataError, match="data=digits_inverted"):
+                check_model_kind(cfg.model, datamodule)
+            return
+        a, b = instantiate_model(cfg.model)[0].sample_pairs(2)
+        assert (a.shape[1:], b.shape[1:]) == (tuple(datamodule.shape_a), tuple(datamodule.shape))
+        return
     translation = model in ("pix2pix", "cyclegan")
     if translation != hasattr(datamodule, "shape_a"):
         with pytest.raises(DataError, match="pix2pix"):
