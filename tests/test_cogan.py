@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from genlab import evaluate
 from genlab.callbacks.evaluation import SampleQuality
 from genlab.contract import PairSampler, Sampler
 from genlab.errors import ConfigError, DataError, user_error
@@ -172,6 +173,9 @@ class BandReader(nn.Module):
     def head(self, features):
         return features
 
+    def forward(self, x):
+        return self.head(self.features(x))
+
 
 def banded(labels: torch.Tensor) -> torch.Tensor:
     """Domain-A images showing each label as its bright band."""
@@ -181,7 +185,7 @@ def banded(labels: torch.Tensor) -> torch.Tensor:
     return images
 
 
-def pair_metrics(a, b, b_to_a=lambda b: -b):
+def pair_metrics(a, b, b_to_a=lambda b: -b, reader_b=None):
     labels = torch.arange(1000) % 10  # as many as the samples: fd compares them all
     held_out = banded(labels)
     datamodule = SimpleNamespace(
@@ -190,7 +194,7 @@ def pair_metrics(a, b, b_to_a=lambda b: -b):
     if b_to_a is not None:
         datamodule.b_to_a = b_to_a
     quality = SampleQuality()
-    quality.classifiers = {"a": BandReader(1.0), "b": BandReader(-1.0)}
+    quality.classifiers = {"a": BandReader(1.0), "b": reader_b or BandReader(-1.0)}
     return quality.pair_metrics(datamodule, a, b)
 
 
@@ -205,13 +209,21 @@ def test_pair_metrics_on_hand_made_pairs():
     assert 0.05 < shuffled["pair_agree"] < 0.15  # chance: 0.1
     assert shuffled["pair_psnr"] < 20  # a tenth by chance the same digit, exactly
     assert shuffled["fd_b"] == pytest.approx(perfect["fd_b"], rel=1e-4)  # B alone as good
-    assert "pair_psnr" not in pair_metrics(a, -a, b_to_a=None)  # no known relation
+    # with a known relation, A's classifier reads both images of a pair: only the pair is
+    # judged, not how two classifiers agree; without one, each domain's classifier reads its own
+    misreading = BandReader(1.0)  # B's classifier reading B images as if they were A's
+    assert pair_metrics(a, -a, reader_b=misreading)["pair_agree"] == 1.0
+    apart = pair_metrics(a, -a, b_to_a=None)
+    assert "pair_psnr" not in apart and apart["pair_agree"] == 1.0
+    assert pair_metrics(a, -a, b_to_a=None, reader_b=misreading)["pair_agree"] < 0.15
 
 
 # --- training and sampling -------------------------------------------------------------------
 
 
-def test_short_run_scores_pairs_draws_them_and_samples_from_its_checkpoint(run_train, tmp_path):
+def test_short_run_scores_pairs_draws_them_and_samples_from_its_checkpoint(
+    run_train, tmp_path, capsys
+):
     metrics, out = run_train(FAST)
     expected = {"eval/pair_psnr", "eval/pair_agree", "eval/fd_a", "eval/fd_b"}
     expected |= {"eval/class_entropy_a", "loss/d_a", "loss/g_b", "d/fake_b", "lr/g"}
@@ -227,6 +239,11 @@ def test_short_run_scores_pairs_draws_them_and_samples_from_its_checkpoint(run_t
     drawn = torch.load(tmp_path / "drawn" / "samples.pt", weights_only=True)
     assert drawn["samples"].shape == (12, 1, 32, 64) and drawn["labels"] is None
     assert (tmp_path / "drawn" / "samples.png").is_file()
+    with pytest.raises(SystemExit) as exit_:  # genlab-eval scores one domain: said in one line
+        evaluate.main([f"ckpt={out / 'checkpoints' / 'last.ckpt'}"])
+    assert exit_.value.code == 2
+    line = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(line) == 1 and "holds a CoGAN" in line[0] and "pair_agree" in line[0], line
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from genlab.checkpoints import load_checkpoint
-from genlab.contract import Sampler
+from genlab.contract import PairSampler, Sampler
 from genlab.errors import DataError, require
 from genlab.metrics import prdc
 from genlab.metrics.distances import frechet_from_stats
@@ -123,6 +123,12 @@ def load_sampler(path: str, device: str) -> tuple[torch.nn.Module, dict]:
         "this checkpoint holds an image-to-image model (pix2pix, CycleGAN, UNIT), which translates "
         "images rather than sample them; its l1, psnr and label_kept are the per-epoch "
         "eval/ metrics of the run (metrics.json, TensorBoard)",
+    )
+    require(
+        not isinstance(model, PairSampler),
+        "this checkpoint holds a CoGAN, which draws pairs of images in two domains; its "
+        "pair_psnr, pair_agree and per-domain fd are the per-epoch eval/ metrics of the run "
+        "(metrics.json, TensorBoard)",
     )
     return model, load_checkpoint(path)["genlab"]
 

@@ -193,9 +193,11 @@ class SampleQuality(L.Callback):
         """Models that draw pairs (CoGAN: a[i] and b[i] from one z). `pair_psnr`: the B image
         mapped back to domain A by the data's known relation (`datamodule.b_to_a`; left out
         where the data knows none) against the A image. On labelled data, per domain d, a
-        digit classifier trained on that domain reads each image: `pair_agree`, the share
-        of pairs read as one class in A and in B; `fd_d` (against the held-out images of
-        d, equal numbers a side) and `class_entropy_d` of the samples."""
+        digit classifier trained on that domain reads each image: `fd_d` (against the
+        held-out images of d, equal numbers a side) and `class_entropy_d` of the samples;
+        `pair_agree`, the share of pairs read as one class: by A's classifier, reading the
+        A image and the B image mapped back, where the data knows the relation (one reader,
+        so that only the pair is judged), else by each domain's own classifier."""
         metrics = {}
         b_to_a = getattr(datamodule, "b_to_a", None)
         if b_to_a is not None:
@@ -215,6 +217,9 @@ class SampleQuality(L.Callback):
             metrics[f"class_entropy_{domain}"] = class_entropy(
                 predicted[domain], datamodule.num_classes
             )
+        if b_to_a is not None:
+            classifier = self.get_classifier(datamodule, "a")
+            predicted["b"] = batched(classifier, b_to_a(b)).argmax(dim=1)
         metrics["pair_agree"] = float((predicted["a"] == predicted["b"]).float().mean())
         return metrics
 
