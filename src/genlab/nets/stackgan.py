@@ -9,8 +9,8 @@
   (one stride-2 convolution), joined with c replicated over the map, residual blocks,
   then two nearest-neighbour upsamplings with 3 x 3 convolutions and tanh. With `skip`
   (genlab's addition, not the paper's) the result is added to stage I's image upsampled,
-  before the tanh: G2 starts out returning stage I's image and learns a correction of it,
-  where without it G2 learned one image per class whatever stage I drew.
+  before the tanh: G2 starts out returning stage I's image and learns a correction of it
+  (the configs say what it measured against the paper's G2).
 - The discriminators are DCGAN's with the class entering by projection
   (`stage_one_discriminator` at the stage-I size, `DCGANDiscriminator` at full size).
 
