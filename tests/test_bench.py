@@ -7,6 +7,7 @@ import runpy
 import sys
 from pathlib import Path
 
+import pytest
 from hydra.core.global_hydra import GlobalHydra
 
 ROOT = Path(__file__).parent.parent
@@ -114,6 +115,18 @@ def test_floor_quick_times_lightning_and_the_loop_for_each_update_count(tmp_path
     assert all(
         us > 0 and abs(us - parts["nothing"][0] - added) <= 1 for us, added in parts.values()
     )
+
+
+def test_sampling_bench_times_both_autoregressive_models(tmp_path):
+    out = tmp_path / "results.md"
+    run_script("sampling.py", "--quick", "--out", str(out))
+    text = out.read_text()
+    assert "<!-- sampling-cpu -->" in text and "8 x 8 images" in text
+    rows = [line.strip("|").split("|") for line in text.splitlines() if re.match(r"\| \d", line)]
+    assert [int(row[0]) for row in rows] == [64, 1]
+    for _, cnn, rnn, ratio in rows:
+        assert float(cnn) > 0 and float(rnn) > 0
+        assert float(ratio.strip().rstrip("x")) == pytest.approx(float(cnn) / float(rnn), rel=0.1)
 
 
 def test_data_bench_times_the_cached_folder_against_torchvision():

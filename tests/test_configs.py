@@ -105,7 +105,7 @@ def test_model_and_data_instantiate(model, data, tmp_path):
         a, b = instantiate_model(cfg.model)[0].sample_pairs(2)
         assert (a.shape[1:], b.shape[1:]) == (tuple(datamodule.shape_a), tuple(datamodule.shape))
         return
-    translation = model in ("pix2pix", "cyclegan")
+    translation = model in ("pix2pix", "cyclegan", "unit")
     if translation != hasattr(datamodule, "shape_a"):
         with pytest.raises(DataError, match="pix2pix"):
             check_model_kind(cfg.model, datamodule)

@@ -140,6 +140,9 @@ class ReadBacks(L.Callback):
         ["experiment=pixelcnn_mnist_mini"],
         ["experiment=pix2pix_digits_edges"],
         ["experiment=cyclegan_digits_inverted"],
+        ["experiment=pixelrnn_mnist_mini"],
+        ["experiment=cogan_digits_inverted"],
+        ["experiment=unit_digits_inverted"],
     ],
     ids=lambda overrides: overrides[0].split("=")[1],
 )

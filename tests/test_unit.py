@@ -85,6 +85,13 @@ def test_translation_shapes_and_the_code():
     assert LatentDiscriminator(4, 2)(code).shape == (2, 1, 8, 8)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_translating_leaves_the_model_in_its_mode(training):
+    model = make_unit().train(training)
+    model.translate(torch.zeros(2, 1, 16, 16), "ab")
+    assert all(module.training == training for module in model.modules())
+
+
 def test_kl_of_the_code_on_a_hand_computed_case():
     # KL(N(m, I) || N(0, I)) = |m|^2 / 2 per element, averaged: (1 + 4 + 0 + 9) / 2 / 4
     assert float(kl_to_standard_normal(torch.tensor([[1.0, 2.0], [0.0, -3.0]]))) == 1.75

@@ -6,11 +6,11 @@ which with `isinstance` (the protocols are runtime-checkable) and use nothing el
 
 | capability          | used by                                   | models                  |
 |---------------------|-------------------------------------------|-------------------------|
-| `Sampler`           | sample pictures, sample metrics, sampling | GANs, VAEs, PixelCNN    |
+| `Sampler`           | sample pictures, sample metrics, sampling | GANs, VAEs, PixelCNN/RNN|
 | `PairSampler`       | pair metrics (instead of sample metrics)  | CoGAN                   |
-| `Translator`        | translation pictures and metrics          | pix2pix, CycleGAN       |
-| `HeldOutLikelihood` | held-out ELBO, IWAE, NLL, bits/dim        | VAEs, PixelCNN          |
-| `Figures`           | the model's own pictures                  | VAEs, pix2pix, CycleGAN |
+| `Translator`        | translation pictures and metrics          | pix2pix, CycleGAN, UNIT |
+| `HeldOutLikelihood` | held-out ELBO, IWAE, NLL, bits/dim        | VAEs, PixelCNN/RNN      |
+| `Figures`           | the model's own pictures                  | VAEs, translators, StackGAN |
 | `LossCharts`        | TensorBoard's CUSTOM SCALARS layout       | every model             |
 | `Guarded`           | the divergence guard                      | every model             |
 

@@ -239,6 +239,24 @@ class SamplingModule(GenerativeModule):
         return torch.randn(shape, generator=generator).to(self.device)
 
 
+@torch.no_grad()
+def update_moving_average(
+    average: nn.Module, current: nn.Module, updates: Tensor, decay: float
+) -> None:
+    """average <- d * average + (1 - d) * current, with d ramped up as (1 + t) / (10 + t) at
+    first so that the average forgets the random initialisation quickly (t counts the
+    updates, in `updates`, incremented here); buffers (BatchNorm's running statistics) are
+    copied. The decay is computed where the count lives, so that a GPU run never waits to
+    read it back (one sync a step otherwise)."""
+    updates += 1
+    t = updates.float()
+    weight = 1 - ((1 + t) / (10 + t)).clamp(max=decay)
+    for mean, parameter in zip(average.parameters(), current.parameters(), strict=True):
+        mean.lerp_(parameter, weight)
+    for mean_buffer, buffer in zip(average.buffers(), current.buffers(), strict=True):
+        mean_buffer.copy_(buffer)
+
+
 class evaluating:
     """Puts a module in eval mode for a block and restores its previous mode after."""
 

@@ -28,6 +28,7 @@ from genlab.models.base import (
     check_optimizer,
     evaluating,
     make_optimizer,
+    update_moving_average,
 )
 from genlab.nets.cogan import DOMAINS, CoupledDiscriminators, CoupledGenerators
 
@@ -176,18 +177,9 @@ class CoGAN(SamplingModule):
         saturation = torch.minimum(accuracy_real.mean(), accuracy_fake.mean())
         return readings._replace(saturation=saturation)
 
-    @torch.no_grad()
     def update_ema(self) -> None:
-        """ema <- d * ema + (1 - d) * G, d ramped up as (1 + t) / (10 + t) at first, buffers
-        (BatchNorm's running statistics) copied; computed on the device (no sync)."""
-        self.ema_updates += 1
-        t = self.ema_updates.float()
-        weight = 1 - ((1 + t) / (10 + t)).clamp(max=self.ema_decay)
-        average, current = self.generator_ema, self.generator
-        for mean, parameter in zip(average.parameters(), current.parameters(), strict=True):
-            mean.lerp_(parameter, weight)
-        for mean_buffer, buffer in zip(average.buffers(), current.buffers(), strict=True):
-            mean_buffer.copy_(buffer)
+        """The moving average of G's weights follows G (`update_moving_average`)."""
+        update_moving_average(self.generator_ema, self.generator, self.ema_updates, self.ema_decay)
 
     @torch.no_grad()
     def sample_pairs(

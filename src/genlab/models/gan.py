@@ -23,6 +23,7 @@ from genlab.models.base import (
     check_optimizer,
     evaluating,
     make_optimizer,
+    update_moving_average,
 )
 from genlab.models.gan_terms import DiscriminatorStep, GANTerm, GeneratorStep
 from genlab.nets.augment import DiffAugment
@@ -222,23 +223,9 @@ class GAN(SamplingModule):
     def divergence_advice(self) -> str:
         return f"{super().divergence_advice()}, or try model=wgan_gp"
 
-    @torch.no_grad()
     def update_ema(self) -> None:
-        """ema <- d * ema + (1 - d) * G, with d ramped up as (1 + t) / (10 + t) at first so
-        that the average forgets the random initialisation quickly; buffers (BatchNorm's
-        running statistics) are copied. The decay is computed where the count lives, so
-        that a GPU run never waits to read it back (one sync a step otherwise)."""
-        self.ema_updates += 1
-        t = self.ema_updates.float()
-        weight = 1 - ((1 + t) / (10 + t)).clamp(max=self.ema_decay)
-        for average, parameter in zip(
-            self.generator_ema.parameters(), self.generator.parameters(), strict=True
-        ):
-            average.lerp_(parameter, weight)
-        for ema_buffer, buffer in zip(
-            self.generator_ema.buffers(), self.generator.buffers(), strict=True
-        ):
-            ema_buffer.copy_(buffer)
+        """The moving average of G's weights follows G (`update_moving_average`)."""
+        update_moving_average(self.generator_ema, self.generator, self.ema_updates, self.ema_decay)
 
     @torch.no_grad()
     def sample(

@@ -116,6 +116,11 @@ class StackGAN(SamplingModule):
         self.cond_dim = cond_dim
         self.kl_weight = kl_weight if conditioning_augmentation else 0.0
         self.mismatched = MismatchedLabels(mismatched_weight)
+        require(
+            not self.mismatched.active or num_classes >= 2,
+            "StackGAN's matching-aware D shows real images with a wrong class, which needs at "
+            "least 2 classes; set model.mismatched_weight=0",
+        )
         self.stage1_epochs = stage1_epochs
         # the latest stage that has trained (saved with the weights): what `sample` draws
         self.register_buffer("stage_reached", torch.ones((), dtype=torch.long))
@@ -202,8 +207,9 @@ class StackGAN(SamplingModule):
                 real, fake, labels, real_out, fake_out, discriminator, discriminator,
                 self.loss, self.num_classes, logging=False,
             )  # fmt: skip
-            extra, _ = self.mismatched.discriminator_loss(step)
-            loss = loss + extra
+            if self.mismatched.active:
+                extra, _ = self.mismatched.discriminator_loss(step)
+                loss = loss + extra
             self.optimize(loss, opt_d)
         return {
             f"loss/d{stage}": loss.detach(),

@@ -38,6 +38,24 @@ def kl_to_standard_normal(mean: Tensor) -> Tensor:
     return 0.5 * mean.pow(2).mean()
 
 
+def check_nets(
+    share_layers: int, autoencoders: CoupledAutoencoders, latent_discriminator: LatentDiscriminator
+) -> None:
+    """The nets as the model's settings say: sharing as set, codes the discriminator takes."""
+    require(
+        share_layers == autoencoders.share_layers,
+        f"model.share_layers={share_layers} but the autoencoders share "
+        f"{autoencoders.share_layers}; leave model.autoencoders.share_layers at "
+        "${model.share_layers}",
+    )
+    require(
+        latent_discriminator.channels == autoencoders.code_channels,
+        f"the latent discriminator takes codes of {latent_discriminator.channels} channels "
+        f"but the encoders make {autoencoders.code_channels}; leave "
+        "model.latent_discriminator's code_width and n_down at the autoencoders'",
+    )
+
+
 class UNIT(ImageTranslation):
     """Unpaired translation both ways through coupled VAEs sharing a latent space."""
 
@@ -77,18 +95,7 @@ class UNIT(ImageTranslation):
         }
         for name, weight in weights.items():
             require(weight >= 0, f"model.{name} must be >= 0 (got {weight})")
-        require(
-            share_layers == autoencoders.share_layers,
-            f"model.share_layers={share_layers} but the autoencoders share "
-            f"{autoencoders.share_layers}; leave model.autoencoders.share_layers at "
-            "${model.share_layers}",
-        )
-        require(
-            latent_discriminator.channels == autoencoders.code_channels,
-            f"the latent discriminator takes codes of {latent_discriminator.channels} channels "
-            f"but the encoders make {autoencoders.code_channels}; leave "
-            "model.latent_discriminator's code_width and n_down at the autoencoders'",
-        )
+        check_nets(share_layers, autoencoders, latent_discriminator)
         self.save_hyperparameters(
             ignore=["autoencoders", "discriminator_a", "discriminator_b",
                     "latent_discriminator", "loss", "optimizer_g", "optimizer_d"],

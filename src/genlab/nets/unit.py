@@ -141,6 +141,9 @@ class Translation(nn.Module):
         require(source in DOMAINS and target in DOMAINS, f"no such direction {source}{target}")
         self.autoencoders = autoencoders
         self.source, self.target = source, target
+        # in the autoencoders' mode, so that putting it back after eval mode puts them back
+        # as they were (`.train()` would set theirs too)
+        self.training = autoencoders.training
 
     def forward(self, x: Tensor) -> Tensor:
         return self.autoencoders.decode(self.autoencoders.encode(x, self.source), self.target)
