@@ -15,7 +15,7 @@ import copy
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from genlab.contract import GuardReadings
 from genlab.errors import require
@@ -31,6 +31,17 @@ from genlab.models.base import (
     update_moving_average,
 )
 from genlab.nets.cogan import DOMAINS, CoupledDiscriminators, CoupledGenerators
+
+
+def check_sharing(share_layers: int, **nets: nn.Module) -> None:
+    """Each coupled net shares as many layers as the model's setting says."""
+    for name, net in nets.items():
+        require(
+            net.shared_layers == share_layers,
+            f"model.{name} shares {net.shared_layers} layers but model.share_layers is "
+            f"{share_layers}; set model.share_layers and leave the nets' shared_layers "
+            f"at '${{model.share_layers}}'",
+        )
 
 
 class CoGAN(SamplingModule):
@@ -75,13 +86,7 @@ class CoGAN(SamplingModule):
             ema_decay is None or 0 < ema_decay < 1,
             f"model.ema_decay must lie in (0, 1) or be null (got {ema_decay})",
         )
-        for name, net in (("generator", generator), ("discriminator", discriminator)):
-            require(
-                net.shared_layers == share_layers,
-                f"model.{name} shares {net.shared_layers} layers but model.share_layers is "
-                f"{share_layers}; set model.share_layers and leave the nets' shared_layers "
-                f"at '${{model.share_layers}}'",
-            )
+        check_sharing(share_layers, generator=generator, discriminator=discriminator)
         self.save_hyperparameters(
             ignore=["generator", "discriminator", "loss", "optimizer_g", "optimizer_d"],
             logger=False,
