@@ -27,6 +27,7 @@ def test_fast_dev_run(model, data, run_train):
     assert np.isfinite(metrics["loss/d"]) and np.isfinite(metrics["loss/g"])
     assert {"eval/fd", "eval/fd_floor", "eval/class_entropy", "eval/precision"} <= set(metrics)
     assert ("eval/cond_acc" in metrics) == (model in ("cgan", "acgan", "tacgan"))
+    assert ("eval/recall_class_min" in metrics) == ("eval/cond_acc" in metrics)
     if model in ("acgan", "tacgan"):
         assert "d/aux_acc" in metrics and "loss/aux_g" in metrics
     assert ("loss/twin_d" in metrics) == (model == "tacgan")
@@ -351,6 +352,7 @@ def test_real_digits_score_at_the_floor_and_noise_far_above(tmp_path):
     assert as_real["fd"] < 1.5 * as_real["fd_floor"]
     assert as_real["real_acc"] > 0.95  # the classifier's own held-out accuracy
     assert as_real["cond_acc"] > 0.95 and as_real["class_entropy"] > 0.95 * np.log(10)
+    assert as_real["recall_class_min"] > 0.8  # real digits of each class cover that class
     noise = torch.rand(2500, 1, 28, 28) * 2 - 1
     as_noise = quality.image_metrics(real, real_labels, noise, None, data)
     assert as_noise["fd"] > 10 * as_real["fd_floor"] and as_noise["precision"] < 0.1

@@ -9,7 +9,7 @@ import torch
 
 from genlab.callbacks.evaluation import SampleQuality
 from genlab.data.toy2d import GridDataModule, RingDataModule
-from genlab.metrics import frechet_distance, mode_coverage, prdc
+from genlab.metrics import frechet_distance, least_class_recall, mode_coverage, prdc
 
 
 def test_mode_coverage_perfect_and_collapsed():
@@ -126,3 +126,27 @@ def test_prdc_of_2d_points_far_from_the_origin_is_exact():
     scores = prdc(real, fake)
     expected = brute_force_prdc(real.numpy(), fake.numpy())
     assert {key: scores[key] for key in expected} == pytest.approx(expected, abs=1e-12)
+
+
+def test_least_class_recall_sees_one_class_collapse_that_overall_recall_hides():
+    generator = torch.Generator().manual_seed(0)
+    centers = torch.randn(10, 8, generator=generator) * 6
+    labels = torch.arange(600) % 10
+
+    def draw(collapsed: int | None = None) -> torch.Tensor:
+        points = centers[labels] + torch.randn(600, 8, generator=generator)
+        if collapsed is not None:  # every sample of that class one image, barely jittered
+            one = labels == collapsed
+            points[one] = centers[collapsed] + 0.01 * torch.randn(
+                int(one.sum()), 8, generator=generator
+            )
+        return points
+
+    real = draw()
+    healthy, collapsed = draw(), draw(collapsed=3)
+    assert least_class_recall(real, labels, healthy, labels) > 0.5
+    assert prdc(real, collapsed)["recall"] > 0.8  # nine classes of ten are fine
+    assert least_class_recall(real, labels, collapsed, labels) < 0.1
+    few = labels < 2  # classes with no more than k samples a side are left out
+    assert math.isnan(least_class_recall(real[:5], labels[:5], real[:5], labels[:5]))
+    assert least_class_recall(real[few], labels[few], healthy[few], labels[few]) > 0.5

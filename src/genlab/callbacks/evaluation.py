@@ -11,6 +11,7 @@ from genlab.metrics import (
     batched,
     class_entropy,
     frechet_distance,
+    least_class_recall,
     load_or_train_classifier,
     mode_coverage,
     prdc,
@@ -35,7 +36,9 @@ class SampleQuality(L.Callback):
     `eval/class_entropy` (of the predicted classes; ln 10 = 2.303 when all digits are equally
     frequent) and, for conditional models, `eval/cond_acc` (samples classified as the label
     they were asked for) beside `eval/real_acc` (the classifier's accuracy on the real
-    held-out images, the ceiling for cond_acc).
+    held-out images, the ceiling for cond_acc), and `eval/recall_class_min` (the lowest
+    recall over the classes, each class's held-out images against the samples asked for it:
+    collapse within a class).
 
     `HeldOutLikelihood` models add their held-out numbers: `eval/elbo`,
     `eval/iwae`, `eval/iwae_k<k>`, `eval/rec`, `eval/kl` for the VAE family, `eval/nll`
@@ -139,6 +142,9 @@ class SampleQuality(L.Callback):
         metrics |= prdc(real_features, fake_features, k=self.k, seed=self.seed)  # equal sizes
         if labels is not None:
             metrics["cond_acc"] = float((predicted == labels).float().mean())
+            metrics["recall_class_min"] = least_class_recall(
+                real_features, real_labels, fake_features, labels, k=self.k, seed=self.seed
+            )
             # the classifier's accuracy on real held-out images: the ceiling for cond_acc
             metrics["real_acc"] = float((real_predicted == real_labels).float().mean())
         if self.inception_fid:

@@ -4,6 +4,8 @@ For 2-D data the features are the points themselves; for images they are a class
 penultimate activations.
 """
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -103,6 +105,21 @@ def prdc(real: Tensor, fake: Tensor, k: int = 5, seed: int = 0) -> dict[str, flo
         "density": float(inside_real_balls.double().sum(dim=0).mean() / k),
         "coverage": float((real_to_fake.min(dim=1).values <= real_radii).double().mean()),
     } | metrics
+
+
+def least_class_recall(
+    real: Tensor, real_labels: Tensor, fake: Tensor, labels: Tensor, k: int = 5, seed: int = 0
+) -> float:
+    """The lowest PRDC recall over the classes: each class's real samples against the samples
+    asked for that class. A conditional generator that draws one image per class keeps its
+    overall recall (the classes together span the data) but not this. Classes with no more
+    than k samples on a side are left out; NaN when every class is."""
+    recalls = [
+        prdc(real[real_labels == c], fake[labels == c], k=k, seed=seed)["recall"]
+        for c in torch.unique(labels).tolist()
+    ]
+    recalls = [r for r in recalls if not math.isnan(r)]
+    return min(recalls) if recalls else float("nan")
 
 
 def class_entropy(predicted: Tensor, num_classes: int) -> float:
