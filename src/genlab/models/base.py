@@ -55,6 +55,47 @@ def check_optimizer(factory: OptimizerFactory, key: str, **sources: str | None) 
             )
 
 
+def players_settings(
+    optimizer_g: OptimizerFactory,
+    optimizer_d: OptimizerFactory,
+    lr: float,
+    lr_g: float | None = None,
+    lr_d: float | None = None,
+    betas_g: Sequence[float] | None = (0.5, 0.999),
+    betas_d: Sequence[float] | None = (0.5, 0.999),
+) -> tuple[float, float, tuple[float, float] | None, tuple[float, float] | None]:
+    """G's and D's learning rates (`lr_g`, `lr_d`: `lr` unless set) and betas, checked, and
+    their optimizer factories checked against them: (lr_g, lr_d, betas_g, betas_d)."""
+    check_lr("lr", lr)  # first: lr_g and lr_d follow it unless set
+    lr_g = check_lr("lr_g", lr if lr_g is None else lr_g)
+    lr_d = check_lr("lr_d", lr if lr_d is None else lr_d)
+    betas_g, betas_d = check_betas("betas_g", betas_g), check_betas("betas_d", betas_d)
+    check_optimizer(optimizer_g, "model.optimizer_g", lr="model.lr_g",
+                    betas="model.betas_g" if betas_g else None)  # fmt: skip
+    check_optimizer(optimizer_d, "model.optimizer_d", lr="model.lr_d",
+                    betas="model.betas_d" if betas_d else None)  # fmt: skip
+    return lr_g, lr_d, betas_g, betas_d
+
+
+def shared_settings(
+    optimizer_g: OptimizerFactory, optimizer_d: OptimizerFactory, lr: float, betas
+) -> tuple[float, tuple[float, float] | None]:
+    """One learning rate (`model.lr`) and one pair of betas (`model.betas`, null: the
+    factory's own) for every optimizer, checked with the G and D factories: (lr, betas)."""
+    lr, betas = check_lr("lr", lr), check_betas("betas", betas)
+    betas_source = "model.betas" if betas else None
+    check_optimizer(optimizer_g, "model.optimizer_g", lr="model.lr", betas=betas_source)
+    check_optimizer(optimizer_d, "model.optimizer_d", lr="model.lr", betas=betas_source)
+    return lr, betas
+
+
+def check_ema_decay(ema_decay: float | None) -> None:
+    require(
+        ema_decay is None or 0 < ema_decay < 1,
+        f"model.ema_decay must lie in (0, 1) or be null (got {ema_decay})",
+    )
+
+
 def make_optimizer(
     factory: OptimizerFactory,
     parameters: Iterable[nn.Parameter],

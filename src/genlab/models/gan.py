@@ -18,11 +18,10 @@ from genlab.models.base import (
     OptimizerFactory,
     SamplingModule,
     SchedulerFactory,
-    check_betas,
-    check_lr,
-    check_optimizer,
+    check_ema_decay,
     evaluating,
     make_optimizer,
+    players_settings,
     update_moving_average,
 )
 from genlab.models.gan_terms import DiscriminatorStep, GANTerm, GeneratorStep
@@ -68,22 +67,13 @@ class GAN(SamplingModule):
         augment: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
-        check_lr("lr", lr)  # first: lr_g and lr_d follow it unless set
-        self.lr_g = check_lr("lr_g", lr if lr_g is None else lr_g)
-        self.lr_d = check_lr("lr_d", lr if lr_d is None else lr_d)
-        self.betas_g = check_betas("betas_g", betas_g)
-        self.betas_d = check_betas("betas_d", betas_d)
-        check_optimizer(optimizer_g, "model.optimizer_g", lr="model.lr_g",
-                        betas="model.betas_g" if self.betas_g else None)  # fmt: skip
-        check_optimizer(optimizer_d, "model.optimizer_d", lr="model.lr_d",
-                        betas="model.betas_d" if self.betas_d else None)  # fmt: skip
+        self.lr_g, self.lr_d, self.betas_g, self.betas_d = players_settings(
+            optimizer_g, optimizer_d, lr, lr_g, lr_d, betas_g, betas_d
+        )
         require(critic_steps >= 1, f"model.critic_steps must be >= 1 (got {critic_steps})")
         require(latent_dim >= 1, f"model.latent_dim must be >= 1 (got {latent_dim})")
         check_num_classes(num_classes)
-        require(
-            ema_decay is None or 0 < ema_decay < 1,
-            f"model.ema_decay must lie in (0, 1) or be null (got {ema_decay})",
-        )
+        check_ema_decay(ema_decay)
         self.save_hyperparameters(
             ignore=["generator", "discriminator", "loss", "optimizer_g", "optimizer_d",
                     "lr_scheduler", "terms"],

@@ -28,11 +28,9 @@ from genlab.models.base import (
     OptimizerFactory,
     SamplingModule,
     attached_trainer,
-    check_betas,
-    check_lr,
-    check_optimizer,
     evaluating,
     make_optimizer,
+    shared_settings,
     spread_labels,
 )
 from genlab.models.gan_terms import DiscriminatorStep, MismatchedLabels
@@ -88,11 +86,7 @@ class StackGAN(SamplingModule):
         betas: Sequence[float] = (0.5, 0.999),
     ) -> None:
         super().__init__()
-        self.lr = check_lr("lr", lr)
-        self.betas = check_betas("betas", betas)
-        betas_source = "model.betas" if self.betas else None
-        check_optimizer(optimizer_g, "model.optimizer_g", lr="model.lr", betas=betas_source)
-        check_optimizer(optimizer_d, "model.optimizer_d", lr="model.lr", betas=betas_source)
+        self.lr, self.betas = shared_settings(optimizer_g, optimizer_d, lr, betas)
         require(latent_dim >= 1, f"model.latent_dim must be >= 1 (got {latent_dim})")
         require(kl_weight >= 0, f"model.kl_weight must be >= 0 (got {kl_weight})")
         require(

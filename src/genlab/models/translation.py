@@ -29,11 +29,9 @@ from genlab.models.base import (
     GenerativeModule,
     OptimizerFactory,
     attached_trainer,
-    check_betas,
-    check_lr,
-    check_optimizer,
     evaluating,
     make_optimizer,
+    shared_settings,
 )
 
 
@@ -105,11 +103,7 @@ class ImageTranslation(GenerativeModule):
         decay_start_epoch: int | None = None,
     ) -> None:
         super().__init__()
-        self.lr = check_lr("lr", lr)
-        self.betas = check_betas("betas", betas)
-        betas_source = "model.betas" if self.betas else None  # null: the factory's own
-        check_optimizer(optimizer_g, "model.optimizer_g", lr="model.lr", betas=betas_source)
-        check_optimizer(optimizer_d, "model.optimizer_d", lr="model.lr", betas=betas_source)
+        self.lr, self.betas = shared_settings(optimizer_g, optimizer_d, lr, betas)
         require(adv_weight > 0, f"model.adv_weight must be > 0 (got {adv_weight})")
         require(
             decay_start_epoch is None or decay_start_epoch >= 0,

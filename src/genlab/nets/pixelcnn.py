@@ -58,6 +58,28 @@ class MaskedBlock(nn.Module):
         return x + self.out(h)
 
 
+def check_levels(levels: int) -> None:
+    require(levels in (2, 256), f"model.net.levels must be 2 (binary) or 256 (got {levels})")
+
+
+def logits_head(hidden: int, channels: int, levels: int) -> nn.Sequential:
+    """Features -> per-pixel logits through 1x1 convolutions: one logit per channel for
+    binary pixels, `levels` of them otherwise (see `per_pixel`)."""
+    out_per_channel = 1 if levels == 2 else levels
+    return nn.Sequential(
+        nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(),
+        nn.Conv2d(hidden, channels * out_per_channel, 1),
+    )  # fmt: skip
+
+
+def per_pixel(logits: Tensor, channels: int, levels: int) -> Tensor:
+    """The head's output as logits C x H x W (binary pixels) or C x levels x H x W."""
+    if levels == 2:
+        return logits
+    n, _, height, width = logits.shape
+    return logits.reshape(n, channels, levels, height, width)
+
+
 class PixelCNNNet(nn.Module):
     """Images C x H x W in [-1, 1] -> per-pixel logits: C x H x W for binary pixels
     (`levels=2`), C x levels x H x W otherwise."""
@@ -74,7 +96,7 @@ class PixelCNNNet(nn.Module):
         num_classes: int = 0,
     ) -> None:
         super().__init__()
-        require(levels in (2, 256), f"model.levels must be 2 (binary) or 256 (got {levels})")
+        check_levels(levels)
         require(hidden >= 1 and num_blocks >= 0, "model.net.hidden must be >= 1, num_blocks >= 0")
         check_num_classes(num_classes)
         self.channels = channels
@@ -85,11 +107,7 @@ class PixelCNNNet(nn.Module):
         self.blocks = nn.ModuleList(
             MaskedBlock(hidden, kernel_size, gated, num_classes) for _ in range(num_blocks)
         )
-        out_per_channel = 1 if levels == 2 else levels
-        self.head = nn.Sequential(
-            nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(),
-            nn.Conv2d(hidden, channels * out_per_channel, 1),
-        )  # fmt: skip
+        self.head = logits_head(hidden, channels, levels)
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         if self.num_classes:
@@ -99,8 +117,4 @@ class PixelCNNNet(nn.Module):
             h = h + self.embed(labels)[:, :, None, None]
         for block in self.blocks:
             h = block(h, labels)
-        logits = self.head(h)
-        if self.levels == 2:
-            return logits
-        n, _, height, width = logits.shape
-        return logits.view(n, self.channels, self.levels, height, width)
+        return per_pixel(self.head(h), self.channels, self.levels)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.errors import check_num_classes, require
-from genlab.nets.pixelcnn import MaskedConv2d
+from genlab.nets.pixelcnn import MaskedConv2d, check_levels, logits_head, per_pixel
 
 
 class MaskedRowConv(nn.Conv2d):
@@ -84,7 +84,7 @@ class RowLSTMNet(nn.Module):
         num_classes: int = 0,
     ) -> None:
         super().__init__()
-        require(levels in (2, 256), f"model.net.levels must be 2 (binary) or 256 (got {levels})")
+        check_levels(levels)
         require(
             hidden >= 1 and num_layers >= 1,
             f"model.net.hidden and model.net.num_layers must be >= 1 (got {hidden}, {num_layers})",
@@ -98,11 +98,7 @@ class RowLSTMNet(nn.Module):
         self.layers = nn.ModuleList(
             RowLSTM(hidden, row_kernel_size, num_classes) for _ in range(num_layers)
         )
-        out_per_channel = 1 if levels == 2 else levels
-        self.head = nn.Sequential(
-            nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(),
-            nn.Conv2d(hidden, channels * out_per_channel, 1),
-        )  # fmt: skip
+        self.head = logits_head(hidden, channels, levels)
 
     def first_features(self, x: Tensor, labels: Tensor | None) -> Tensor:
         h = self.first(x)
@@ -112,11 +108,7 @@ class RowLSTMNet(nn.Module):
 
     def logits(self, h: Tensor) -> Tensor:
         """The head: features N x hidden x H x W -> the per-pixel logits."""
-        logits = self.head(h)
-        if self.levels == 2:
-            return logits
-        n, _, height, width = logits.shape
-        return logits.reshape(n, self.channels, self.levels, height, width)
+        return per_pixel(self.head(h), self.channels, self.levels)
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         if self.num_classes:
