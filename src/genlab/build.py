@@ -99,6 +99,12 @@ def check_model_kind(model_cfg: DictConfig, datamodule: L.LightningDataModule) -
 
 def check_model_fits_data(model: L.LightningModule, datamodule: L.LightningDataModule) -> None:
     """Fail before training when the model cannot learn this data."""
+    pack = getattr(model, "pack", 1)
+    require(
+        datamodule.batch_size % pack == 0,
+        f"data.batch_size={datamodule.batch_size} is not a multiple of model.pack={pack}: D "
+        f"judges packs of {pack} samples; use data.batch_size={datamodule.batch_size // pack * pack or pack}",
+    )
     if isinstance(model, Translator):
         require(
             model.in_shape == tuple(datamodule.shape_a),

@@ -96,15 +96,21 @@ class HingeLoss(AdversarialLoss):
         return F.relu(1 + fake_scores).mean()
 
 
-def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor:
+def gradient_penalty(
+    critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, group: int = 1
+) -> Tensor:
     """WGAN-GP's two-sided penalty E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates
-    x_hat of real and generated samples; `critic` maps samples to one score each."""
-    alpha_shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+    x_hat of real and generated samples; `critic` maps samples to one score each, or, with
+    `group=m`, each run of m consecutive samples to one score (a packed D): then the m
+    samples share one interpolation weight and one norm, that of the whole pack."""
+    n = real.shape[0]
+    alpha_shape = (n // group,) + (1,) * (real.dim() - 1)
     alpha = torch.rand(alpha_shape, device=real.device, dtype=real.dtype)
+    alpha = alpha.repeat_interleave(group, dim=0)
     interpolates = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     scores = critic(interpolates)
     (grads,) = torch.autograd.grad(scores.sum(), interpolates, create_graph=True)
-    return (grads.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+    return (grads.reshape(n // group, -1).norm(2, dim=1) - 1).pow(2).mean()
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:

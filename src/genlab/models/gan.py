@@ -27,6 +27,7 @@ from genlab.models.base import (
 from genlab.models.gan_terms import DiscriminatorStep, GANTerm, GeneratorStep
 from genlab.nets.augment import DiffAugment
 from genlab.nets.outputs import DiscriminatorOutput
+from genlab.nets.packing import packing_of
 
 
 class GAN(SamplingModule):
@@ -65,8 +66,14 @@ class GAN(SamplingModule):
         lr_scheduler: SchedulerFactory | None = None,
         ema_decay: float | None = None,
         augment: Sequence[str] | None = None,
+        pack: int = 1,
     ) -> None:
         super().__init__()
+        require(
+            packing_of(discriminator) == pack,
+            f"model.pack={pack} but the discriminator packs {packing_of(discriminator)}: leave "
+            "model.discriminator.pack at '${model.pack}'",
+        )
         self.lr_g, self.lr_d, self.betas_g, self.betas_d = players_settings(
             optimizer_g, optimizer_d, lr, lr_g, lr_d, betas_g, betas_d
         )
@@ -89,6 +96,7 @@ class GAN(SamplingModule):
         self.latent_dim = latent_dim
         self.num_classes = num_classes
         self.critic_steps = critic_steps
+        self.pack = pack  # D judges packs of this many samples (PacGAN)
         self.grad_clip_g = grad_clip_g
         self.grad_clip_d = grad_clip_d
         # the variant's extra pieces, in the config's order; those switched off are left out
@@ -161,7 +169,7 @@ class GAN(SamplingModule):
             stats = {"loss/d": loss.detach()}
             step = DiscriminatorStep(
                 real, fake, labels, real_out, fake_out, self.critic, self.discriminator,
-                self.loss, self.num_classes, logging,
+                self.loss, self.num_classes, logging, self.pack,
             )  # fmt: skip
             for term in self.terms:
                 loss = add(term.discriminator_loss(step), loss, stats)

@@ -47,6 +47,7 @@ class DiscriminatorStep:
     loss: AdversarialLoss
     num_classes: int
     logging: bool  # whether this step's statistics will be written
+    pack: int = 1  # D judges packs of this many samples (PacGAN)
 
 
 @dataclass
@@ -95,7 +96,8 @@ def check_weight(name: str, weight: float) -> None:
 
 class GradientPenalty(GANTerm):
     """WGAN-GP: D pays `weight` x E[(|grad D(x_hat)| - 1)^2] on random interpolates x_hat
-    of real and generated samples (a soft 1-Lipschitz constraint on the critic)."""
+    of real and generated samples (a soft 1-Lipschitz constraint on the critic). A packed D
+    is penalised per pack: one interpolate of the whole pack, the norm over all of it."""
 
     def __init__(self, weight: float = 10.0) -> None:
         check_weight("gradient_penalty", weight)
@@ -109,7 +111,7 @@ class GradientPenalty(GANTerm):
         def critic(x: Tensor) -> Tensor:
             return step.discriminator(x, step.labels).score
 
-        penalty = gradient_penalty(critic, step.real, step.fake)
+        penalty = gradient_penalty(critic, step.real, step.fake, group=step.pack)
         return self.weight * penalty, {"loss/gp": penalty.detach()}
 
 

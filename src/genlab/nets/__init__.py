@@ -17,8 +17,9 @@ from torch import nn
 
 from genlab.errors import require
 from genlab.nets.conv import DCGANDiscriminator, DCGANEncoder, DCGANGenerator
-from genlab.nets.mlp import MLPDiscriminator, MLPEncoder, MLPGenerator, leaky_relu
+from genlab.nets.mlp import MLPDiscriminator, MLPEncoder, MLPGenerator, init_normal, leaky_relu
 from genlab.nets.outputs import DiscriminatorOutput
+from genlab.nets.packing import PackedDiscriminator, packed_shape
 
 KINDS = ("auto", "mlp", "dcgan")
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": leaky_relu}
@@ -47,16 +48,17 @@ def generator(
     width: int = 64,
     batch_norm: bool = False,
     activation: str = "relu",
+    init_std: float | None = None,
 ) -> nn.Module:
-    """An MLP (hidden_dims, batch_norm, activation; tanh output for images) or DCGAN's
-    generator (width)."""
+    """An MLP (hidden_dims, batch_norm, activation, init_std: N(0, init_std) weights; tanh
+    output for images) or DCGAN's generator (width)."""
     if fully_connected(kind, out_shape, "generator"):
         require(
             activation in ACTIVATIONS,
             f"model.generator.activation must be one of {', '.join(ACTIVATIONS)} "
             f"(got {activation!r})",
         )
-        return MLPGenerator(
+        net = MLPGenerator(
             latent_dim,
             out_shape,
             hidden_dims,
@@ -65,6 +67,8 @@ def generator(
             output_activation=nn.Tanh if len(out_shape) > 1 else None,  # images in [-1, 1]
             batch_norm=batch_norm,
         )
+        init_normal(net, init_std)
+        return net
     return DCGANGenerator(latent_dim, out_shape, num_classes, width=width)
 
 
@@ -78,23 +82,45 @@ def discriminator(
     norm: str = "batch",
     twin_classes: int = 0,
     dropout: float = 0.0,
+    maxout: int = 0,
+    init_std: float | None = None,
+    pack: int = 1,
 ) -> nn.Module:
-    """An MLP (hidden_dims, dropout) or DCGAN's discriminator (width, norm, dropout, and the
-    class heads `aux_classes` and `twin_classes`)."""
+    """An MLP (hidden_dims, dropout, maxout pieces, init_std) or DCGAN's discriminator
+    (width, norm, dropout, and the class heads `aux_classes` and `twin_classes`). With
+    `pack=m` it judges m samples at once (PacGAN, `nets/packing.py`)."""
+    check_packing(pack, num_classes, aux_classes)
+    shape = packed_shape(in_shape, pack)
     if fully_connected(kind, in_shape, "discriminator"):
         require(
             aux_classes == 0 and twin_classes == 0,
             "the auxiliary classifier (ACGAN) needs image data and conv nets; e.g. data=mnist_mini",
         )
-        return MLPDiscriminator(in_shape, hidden_dims, num_classes, dropout=dropout)
-    return DCGANDiscriminator(
-        in_shape,
-        num_classes,
-        aux_classes,
-        width=width,
-        norm=norm,
-        twin_classes=twin_classes,
-        dropout=dropout,
+        net = MLPDiscriminator(shape, hidden_dims, num_classes, dropout=dropout, maxout=maxout)
+        init_normal(net, init_std)
+    else:
+        require(
+            maxout == 0,
+            "maxout layers are for the MLP discriminator: drop model.discriminator.maxout",
+        )
+        net = DCGANDiscriminator(
+            shape,
+            num_classes,
+            aux_classes,
+            width=width,
+            norm=norm,
+            twin_classes=twin_classes,
+            dropout=dropout,
+        )
+    return net if pack == 1 else PackedDiscriminator(net, pack)
+
+
+def check_packing(pack: int, num_classes: int, aux_classes: int) -> None:
+    require(pack >= 1, f"model.pack must be >= 1 (got {pack}); 1 judges samples one by one")
+    require(
+        pack == 1 or (num_classes == 0 and aux_classes == 0),
+        "model.pack packs unconditional samples: a pack has no one label; use an "
+        "unconditional model (e.g. model=dcgan) or model.pack=1",
     )
 
 

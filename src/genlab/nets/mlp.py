@@ -21,21 +21,48 @@ def mlp(
     activation: Callable[[], nn.Module],
     batch_norm: bool = False,
     dropout: float = 0.0,
+    maxout: int = 0,
 ) -> nn.Sequential:
     """Linear layers with `activation` (after optional BatchNorm, before optional dropout)
-    between them and none after the last one."""
+    between them and none after the last one. With `maxout=k`, each hidden layer is a
+    maxout layer instead (Goodfellow et al. 2013): k linear pieces per unit, their maximum
+    as the unit's output, and no other activation."""
+    require(maxout >= 0, f"model.discriminator.maxout must be >= 0 (got {maxout}); 0: no maxout")
     layers: list[nn.Module] = []
     width = in_features
     for hidden in hidden_dims:
-        layers.append(nn.Linear(width, hidden))
+        layers.append(nn.Linear(width, hidden * max(maxout, 1)))
         if batch_norm:
-            layers.append(nn.BatchNorm1d(hidden))
-        layers.append(activation())
+            layers.append(nn.BatchNorm1d(hidden * max(maxout, 1)))
+        layers.append(Maxout(maxout) if maxout else activation())
         if dropout:
             layers.append(nn.Dropout(dropout))
         width = hidden
     layers.append(nn.Linear(width, out_features))
     return nn.Sequential(*layers)
+
+
+class Maxout(nn.Module):
+    """The largest of each unit's `pieces` inputs: (n, units * pieces) -> (n, units)."""
+
+    def __init__(self, pieces: int) -> None:
+        super().__init__()
+        self.pieces = pieces
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.unflatten(1, (-1, self.pieces)).amax(dim=2)
+
+
+def init_normal(module: nn.Module, std: float | None) -> None:
+    """Linear weights drawn from N(0, std), biases zero (`std` None: torch's defaults)."""
+    if std is None:
+        return
+    require(std > 0, f"init_std must be > 0 or null (got {std})")
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.normal_(layer.weight, 0.0, std)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
 
 
 def with_one_hot(x: Tensor, labels: Tensor | None, num_classes: int) -> Tensor:
@@ -108,12 +135,16 @@ def sample_mlp(
     num_classes: int,
     activation: Callable[[], nn.Module],
     dropout: float,
+    maxout: int = 0,
 ) -> nn.Sequential:
     """The MLP of the encoders and discriminators: a flattened sample of `in_shape` and its
     one-hot label (`with_one_hot`) in, `out_features` numbers out."""
     in_shape = tuple(in_shape) if isinstance(in_shape, Sequence) else (int(in_shape),)
     _check_sizes(1, hidden_dims, num_classes)
-    return mlp(prod(in_shape) + num_classes, hidden_dims, out_features, activation, dropout=dropout)
+    return mlp(
+        prod(in_shape) + num_classes, hidden_dims, out_features, activation, dropout=dropout,
+        maxout=maxout,
+    )  # fmt: skip
 
 
 class MLPEncoder(nn.Module):
@@ -137,7 +168,9 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """A sample (and a label) -> one unnormalised score per sample."""
+    """A sample (and a label) -> one unnormalised score per sample; LeakyReLU(0.2) layers,
+    or maxout layers of `maxout` pieces (PacGAN's 2-D discriminator: 3 x 200 units, 5
+    pieces)."""
 
     def __init__(
         self,
@@ -146,10 +179,11 @@ class MLPDiscriminator(nn.Module):
         num_classes: int = 0,
         activation: Callable[[], nn.Module] = leaky_relu,
         dropout: float = 0.0,
+        maxout: int = 0,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.net = sample_mlp(in_shape, 1, hidden_dims, num_classes, activation, dropout)
+        self.net = sample_mlp(in_shape, 1, hidden_dims, num_classes, activation, dropout, maxout)
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> DiscriminatorOutput:
         score = self.net(with_one_hot(x.flatten(1), labels, self.num_classes))
