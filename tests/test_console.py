@@ -120,3 +120,21 @@ def test_a_resumed_run_keeps_writing_its_own_log(tmp_path):
     assert re.search(r"resuming from \S+last.ckpt with trainer.max_epochs=2\n", log)
     assert "epoch 1/1" in log and "epoch 2/2" in log
     assert not Path(elsewhere).exists()  # Hydra's new folder, unused, is gone
+
+
+def test_a_run_that_reaches_no_mode_says_so_at_its_end(tmp_path):
+    # four batches of an untrained G: its points sit near the origin, far from the ring
+    result = cli_in_process(
+        "genlab-train", "data=ring", *TINY, "logger=none", f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    warnings = [line for line in result.stderr.splitlines() if "warning:" in line]
+    assert any(
+        "no generated sample lies within 3 std of any of the data's modes" in w for w in warnings
+    )
+    # a run that found the modes says nothing of the kind
+    from genlab.runs import collapse_warning
+
+    assert collapse_warning({"eval/modes": 3.0, "eval/hq": 0.4}) is None
+    assert collapse_warning({"eval/fd": 1.0}) is None

@@ -193,12 +193,26 @@ def log_summary(output_dir: Path, metrics: dict[str, float], trainer: L.Trainer)
     """The final metrics, the run folder and how to open TensorBoard on it."""
     shown = {k: v for k, v in metrics.items() if k.startswith(("eval/", "ddp/"))} or metrics
     log.info("\nFinal metrics:\n%s", "\n".join(f"  {k:<20} {v:.4g}" for k, v in shown.items()))
+    warning = collapse_warning(metrics)
+    if warning:
+        log.warning(warning)
     log.info("Run folder: %s", output_dir.resolve())
     if any(isinstance(lg, TensorBoardLogger) for lg in trainer.loggers):
         log.info(
             "TensorBoard: tensorboard --logdir %s --host 127.0.0.1",
             output_dir.resolve() / "tensorboard",
         )
+
+
+def collapse_warning(metrics: dict[str, float]) -> str | None:
+    """What to say when no sample came near any of the data's known modes (ring, grid)."""
+    if metrics.get("eval/modes", 1) > 0 or "eval/hq" not in metrics:
+        return None
+    return (
+        "no generated sample lies within 3 std of any of the data's modes (eval/modes 0, "
+        "eval/hq 0): G has not found the data; train longer, or start from a recipe "
+        "(experiment=pacgan4_ring, experiment=wgan_gp_ring)"
+    )
 
 
 def log_interrupted(output_dir: Path, trainer: L.Trainer, saved: Path | None) -> None:
