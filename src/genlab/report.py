@@ -9,6 +9,12 @@ from the record of its latest start (`.hydra/`, or `.hydra/attempt-N/` after res
 `metrics.json` and TensorBoard events; writes `report.md`, `report.csv` and PNGs (metrics
 against each swept parameter, the loss curves of every job, the final samples side by side)
 into the sweep folder, and prints the table.
+
+Jobs that differ only in `seed` (e.g. `genlab-train -m experiment=X seed=0,1,2,3,4`) make one
+row per group: each metric as mean ± standard deviation over the group's completed jobs
+(report_groups.py); report.md then also lists every job, and report_jobs.csv holds their
+rows. A recipe's `reference:` block adds published results beside the sweep's own
+(report_reference.py).
 """
 
 import argparse
@@ -25,13 +31,24 @@ from omegaconf import OmegaConf
 
 from genlab.attempts import latest_record, recorded_overrides
 from genlab.errors import GenlabError, require
+from genlab.report_figures import group_points, job_points, plot_losses, plot_metrics, plot_samples
+from genlab.report_groups import (
+    NOT_SETTINGS,
+    group_table,
+    seed_groups,
+    sort_groups,
+    write_group_csv,
+)
+from genlab.report_reference import (
+    Published,
+    add_published,
+    csv_row,
+    on_columns,
+    published_columns,
+    published_rows,
+)
+from genlab.report_table import BEST_MARK, Table, best_of, format_value, maximized
 
-# Metrics where larger is better; every other metric is better smaller (fd, nll, losses, ...).
-MAXIMIZED = {
-    "precision", "recall", "density", "coverage", "modes", "hq", "class_entropy",
-    "cond_acc", "real_acc", "elbo", "iwae", "replicas_in_sync", "psnr", "label_kept",
-}  # fmt: skip
-BEST_MARK = "*"
 # Not scores: how many samples a metric compared (in metrics.json, not in the table)
 SAMPLE_COUNTS = {"prdc_n"}
 
@@ -48,11 +65,6 @@ class Job:
     @property
     def name(self) -> str:
         return self.folder.name
-
-
-def maximized(metric: str) -> bool:
-    name = metric.rsplit("/", 1)[-1]
-    return name in MAXIMIZED or name.startswith("iwae_k")
 
 
 def is_sweep(folder: Path) -> bool:
@@ -121,13 +133,17 @@ def swept_parameters(jobs: list[Job]) -> list[str]:
     return [k for k in keys if len({job.overrides.get(k) for job in jobs}) > 1]
 
 
-def optimized_metric(sweep: Path, jobs: list[Job]) -> str | None:
+def recorded_config(job: Job) -> tuple[str, dict]:
+    """Where the job's latest config is recorded, and the config (empty when it is not)."""
+    path = latest_record(job.folder) / "config.yaml"
+    return str(path), (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+
+def optimized_metric(jobs: list[Job]) -> str | None:
     for job in jobs:
-        config = latest_record(job.folder) / "config.yaml"
-        if config.is_file():
-            name = (yaml.safe_load(config.read_text()) or {}).get("optimized_metric")
-            if name:
-                return name
+        name = recorded_config(job)[1].get("optimized_metric")
+        if name:
+            return name
     return None
 
 
@@ -153,48 +169,9 @@ def sort_jobs(jobs: list[Job], metric: str | None) -> list[Job]:
     return sorted(jobs, key=key)
 
 
-def best_values(jobs: list[Job], metrics: list[str]) -> dict[str, float]:
-    best = {}
-    for metric in metrics:
-        values = [
-            job.metrics[metric]
-            for job in jobs
-            if job.status == "completed" and math.isfinite(job.metrics.get(metric, math.nan))
-        ]
-        if values:
-            best[metric] = max(values) if maximized(metric) else min(values)
-    return best
-
-
-def format_value(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return "-"
-    return f"{value:.4g}"
-
-
-@dataclass
-class Table:
-    header: list[str]
-    rows: list[list[str]]
-    best: list[list[bool]]
-
-    def markdown(self) -> str:
-        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
-        for row, best in zip(self.rows, self.best, strict=True):
-            cells = [f"**{c}**" if b else c for c, b in zip(row, best, strict=True)]
-            lines.append("| " + " | ".join(cells) + " |")
-        return "\n".join(lines) + "\n"
-
-    def text(self) -> str:
-        cells = [self.header] + [
-            [c + (BEST_MARK if b else "") for c, b in zip(row, best, strict=True)]
-            for row, best in zip(self.rows, self.best, strict=True)
-        ]
-        widths = [max(len(row[i]) for row in cells) for i in range(len(self.header))]
-        return "\n".join(
-            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-            for row in cells
-        )
+def best_values(jobs: list[Job], metrics: list[str]) -> dict[str, float | None]:
+    done = [job for job in jobs if job.status == "completed"]
+    return {m: best_of([job.metrics.get(m, math.nan) for job in done], m) for m in metrics}
 
 
 def build_table(jobs: list[Job], params: list[str], metrics: list[str]) -> Table:
@@ -209,156 +186,28 @@ def build_table(jobs: list[Job], params: list[str], metrics: list[str]) -> Table
         )  # fmt: skip
         marks.append(
             [False] * (2 + len(params))
-            + [m in best and v == best[m] for m, v in zip(metrics, values, strict=True)]
+            + [v is not None and v == best[m] for m, v in zip(metrics, values, strict=True)]
             + [False]
         )
     return Table(header, rows, marks)
 
 
-def write_csv(path: Path, jobs: list[Job], params: list[str], metrics: list[str]) -> None:
+def write_csv(
+    path: Path, jobs: list[Job], params: list[str], metrics: list[str],
+    published: list[Published] = (),
+) -> None:  # fmt: skip
+    header = ["job", "status", *params, *metrics, "duration_s", "error", "folder"]
+    header += ["source"] if published else []
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["job", "status", *params, *metrics, "duration_s", "error", "folder"])
+        writer.writerow(header)
         for job in jobs:
             writer.writerow(
                 [job.name, job.status, *(job.overrides.get(p, "") for p in params),
                  *(job.metrics.get(m, "") for m in metrics), job.duration_s or "",
-                 job.error, str(job.folder)]
+                 job.error, str(job.folder)] + (["genlab"] if published else [])
             )  # fmt: skip
-
-
-# --- figures -------------------------------------------------------------------------------
-
-
-def as_number(value: str) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def setting(job: Job, key: str) -> str:
-    """The job's value of an override; "default" where the job did not override it."""
-    return job.overrides.get(key, "default")
-
-
-def value_order(value: str) -> tuple:
-    """Numbers in increasing order, then words."""
-    number = as_number(value)
-    return (number is None, number or 0.0, value)
-
-
-def plot_metrics(sweep: Path, jobs: list[Job], params: list[str], metrics: list[str]) -> list[Path]:
-    """One PNG per swept parameter: each metric against it, one line per setting of the other
-    parameters."""
-    import matplotlib.pyplot as plt
-
-    from genlab.plotting import figure_to_array, save_png
-
-    done = [job for job in jobs if job.status == "completed"]
-    written = []
-    for param in params:
-        others = [p for p in params if p != param]
-        cols = min(3, len(metrics)) or 1
-        rows = max(1, math.ceil(len(metrics) / cols))
-        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-        values = [setting(job, param) for job in done]
-        numeric = all(as_number(v) is not None for v in values)
-        order = sorted(set(values), key=value_order)
-        for ax, metric in zip(axes.flat, metrics, strict=False):
-            groups: dict[str, list[Job]] = {}
-            for job in done:
-                label = ",".join(f"{p}={setting(job, p)}" for p in others)
-                groups.setdefault(label, []).append(job)
-            for label, members in sorted(groups.items()):
-                members = sorted(members, key=lambda j: order.index(setting(j, param)))
-                xs = [
-                    as_number(setting(j, param)) if numeric else order.index(setting(j, param))
-                    for j in members
-                ]
-                ys = [j.metrics.get(metric, math.nan) for j in members]
-                ax.plot(xs, ys, marker="o", label=label or None)
-            if numeric and len(order) > 1:
-                low, high = float(order[0]), float(order[-1])
-                if low > 0 and high / low >= 10:
-                    ax.set_xscale("log")
-            elif not numeric:
-                ax.set_xticks(range(len(order)), order, rotation=20)
-            ax.set_xlabel(param)
-            ax.set_title(metric + (" (higher is better)" if maximized(metric) else ""))
-        for ax in list(axes.flat)[len(metrics) :]:
-            ax.axis("off")
-        if others:
-            axes.flat[0].legend(fontsize=7)
-        fig.tight_layout()
-        safe = param.replace("/", "_")
-        written.append(save_png(figure_to_array(fig), sweep / f"report_{safe}.png"))
-    return written
-
-
-def read_scalars(job: Job, prefix: str = "loss/") -> dict[str, tuple[list[int], list[float]]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    curves: dict[str, tuple[list[int], list[float]]] = {}
-    for event_file in sorted(job.folder.rglob("events.out.tfevents.*")):
-        events = EventAccumulator(str(event_file), size_guidance={"scalars": 0}).Reload()
-        for tag in events.Tags()["scalars"]:
-            if tag.startswith(prefix):
-                points = events.Scalars(tag)
-                steps, values = curves.setdefault(tag, ([], []))
-                steps += [p.step for p in points]
-                values += [p.value for p in points]
-    return curves
-
-
-def plot_losses(sweep: Path, jobs: list[Job], params: list[str]) -> Path | None:
-    """The loss curves of every job overlaid, one panel per loss, from TensorBoard's events."""
-    import matplotlib.pyplot as plt
-
-    from genlab.plotting import figure_to_array, save_png
-
-    curves = {job.name: read_scalars(job) for job in jobs}
-    tags = sorted({tag for per_job in curves.values() for tag in per_job})
-    if not tags:
-        return None
-    fig, axes = plt.subplots(1, len(tags), figsize=(4.5 * len(tags), 3.5), squeeze=False)
-    for ax, tag in zip(axes.flat, tags, strict=True):
-        for job in jobs:
-            if tag in curves[job.name]:
-                steps, values = curves[job.name][tag]
-                ax.plot(steps, values, label=job_label(job, params), linewidth=1)
-        ax.set_title(tag)
-        ax.set_xlabel("step")
-    axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    return save_png(figure_to_array(fig), sweep / "report_losses.png")
-
-
-def job_label(job: Job, params: list[str]) -> str:
-    return ",".join(f"{p.rsplit('.', 1)[-1]}={setting(job, p)}" for p in params) or job.name
-
-
-def plot_samples(sweep: Path, jobs: list[Job], params: list[str]) -> Path | None:
-    """Each job's final scatter (points) or grid (images), side by side."""
-    import matplotlib.pyplot as plt
-
-    from genlab.plotting import figure_to_array, save_png
-
-    shown = [(job, job.folder / "samples" / "last.png") for job in jobs]
-    shown = [(job, path) for job, path in shown if path.is_file()]
-    if not shown:
-        return None
-    cols = min(4, len(shown))
-    rows = math.ceil(len(shown) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4.3 * rows), squeeze=False)
-    for ax, (job, path) in zip(axes.flat, shown, strict=False):
-        image = plt.imread(path)  # a grid of one-channel images is stored grey
-        ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
-        ax.set_title(job.name, fontsize=8)
-    for ax in axes.flat:
-        ax.axis("off")
-    fig.tight_layout()
-    return save_png(figure_to_array(fig), sweep / "report_samples.png")
+        writer.writerows(csv_row(row, header) for row in published)
 
 
 # --- entry point -----------------------------------------------------------------------------
@@ -369,30 +218,57 @@ def report(path: Path, metric: str | None = None) -> tuple[Path, Table, list[Pat
     table and the files written."""
     sweep = find_sweep(path)
     jobs = [read_job(folder) for folder in job_folders(sweep)]
+    published = published_rows([recorded_config(job) for job in jobs])
     params = swept_parameters(jobs)
-    metric = metric or optimized_metric(sweep, jobs)
-    metrics = metric_columns(jobs)
-    if metric and metric not in metrics and any(metric in job.metrics for job in jobs):
-        metrics.insert(0, metric)
+    metric = metric or optimized_metric(jobs)
+    measured = metric_columns(jobs)
+    if metric and metric not in measured and any(metric in job.metrics for job in jobs):
+        measured.insert(0, metric)
+    metrics = measured + published_columns(published, measured)  # published ones too
+    published = on_columns(published, metrics)
     jobs = sort_jobs(jobs, metric)
-    table = build_table(jobs, params, metrics)
-    lines = [f"# Sweep {sweep}", ""]
-    if metric:
-        direction = "higher" if maximized(metric) else "lower"
-        lines.append(
-            f"Sorted by `{metric}` ({direction} is better); the best value of each metric is bold."
-        )
-    lines += ["", table.markdown()]
-    failed = [job for job in jobs if job.status not in ("completed",)]
-    lines += [f"- `{job.name}` {job.status}: {job.error}" for job in failed if job.error]
+    groups = sort_groups(seed_groups(jobs), metric)
     written = [sweep / "report.md", sweep / "report.csv"]
-    written[0].write_text("\n".join(lines) + "\n")
-    write_csv(written[1], jobs, params, metrics)
-    written += plot_metrics(sweep, jobs, params, metrics) if params and metrics else []
+    if groups:
+        shown = [p for p in params if p not in NOT_SETTINGS]
+        table, points = group_table(groups, shown, metrics), group_points(groups, metrics)
+        job_table = build_table(jobs, params, measured)
+        write_group_csv(written[1], groups, shown, metrics, published)
+        written.append(sweep / "report_jobs.csv")
+        write_csv(written[-1], jobs, params, measured)
+    else:
+        shown, job_table = params, None
+        table, points = build_table(jobs, params, metrics), job_points(jobs)
+        write_csv(written[1], jobs, params, metrics, published)
+    add_published(table, published, metrics)
+    written[0].write_text(markdown(sweep, table, job_table, jobs, metric))
+    if metrics and (shown or groups):
+        written += plot_metrics(sweep, points, shown, metrics, published)
     written += [
         p for p in (plot_losses(sweep, jobs, params), plot_samples(sweep, jobs, params)) if p
     ]
     return sweep, table, written
+
+
+def markdown(
+    sweep: Path, table: Table, job_table: Table | None, jobs: list[Job], metric: str | None
+) -> str:
+    """report.md: the table (of seed groups, or of jobs), why jobs failed, then every job
+    when the table shows groups."""
+    lines = [f"# Sweep {sweep}", ""]
+    if metric:
+        direction = "higher" if maximized(metric) else "lower"
+        best = "mean" if job_table else "value"
+        lines.append(
+            f"Sorted by `{metric}` ({direction} is better); the best {best} of each metric is bold."
+        )
+    lines += [f"\n{line}." for line in table.legend]
+    lines += ["", table.markdown()]
+    failed = [job for job in jobs if job.status not in ("completed",)]
+    lines += [f"- `{job.name}` {job.status}: {job.error}" for job in failed if job.error]
+    if job_table:
+        lines += ["", "## Jobs", "", job_table.markdown()]
+    return "\n".join(lines) + "\n"
 
 
 class SweepReport(Callback):
@@ -418,6 +294,7 @@ def print_report(sweep: Path, table: Table, written: list[Path]) -> None:
     print(f"\nSweep: {sweep}")
     print(table.text())
     print(f"({BEST_MARK} best of each metric)")
+    print("\n".join(table.legend))
     print("Wrote: " + ", ".join(p.name for p in written), flush=True)
 
 
