@@ -31,6 +31,10 @@ TINY = [
         ("data.batch_size=100000", "data.batch_size=100000 is larger than the 51200 training"),
         ("model=dcgan", "kind=dcgan makes convolutional nets for images, but the data holds"),
         ("trainer.max_epochs=-1", "trainer.max_epochs=-1 would train forever; add"),
+        (
+            "reference={source:x,rows:[{modes:3}]}",
+            "reference.rows[0] must be a mapping with a name",
+        ),
     ],
 )
 def test_a_wrong_value_is_one_line_and_leaves_nothing_behind(tmp_path, override, message):

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from genlab import cluster, speedups
 from genlab.errors import ConfigError, require
 from genlab.hardware import check_hardware
+from genlab.report_reference import check_reference
 from genlab.sweeps import register_resolvers
 
 log = logging.getLogger("genlab.train")
@@ -63,6 +64,8 @@ def check_top_level(cfg: DictConfig) -> None:
         value = cfg.get(key)
         if kind_of(value) not in kinds:
             raise ConfigError(f"{key} must be {describe(kinds)} (got {value!r})")
+    if cfg.get("reference") is not None:  # published rows for genlab-report: checked now
+        check_reference(OmegaConf.to_container(cfg.reference, resolve=True), "the run's config")
 
 
 def check_run_length(trainer: DictConfig) -> None:
