@@ -18,6 +18,7 @@ from genlab.metrics import (
 )
 from genlab.metrics.distances import equal_sizes
 from genlab.metrics.inception import check_inception_fid_available, inception_fid_score
+from genlab.metrics.stacked import DIGITS, ChannelReader, mode_metrics
 from genlab.metrics.translation import image_errors
 
 
@@ -43,6 +44,14 @@ class SampleQuality(L.Callback):
     `HeldOutLikelihood` models add their held-out numbers: `eval/elbo`,
     `eval/iwae`, `eval/iwae_k<k>`, `eval/rec`, `eval/kl` for the VAE family, `eval/nll`
     (nats per image) and `eval/bpd` (bits per dimension) for the VAE and PixelCNN.
+
+    Stacked MNIST (`data=stacked_mnist`, a digit per channel): the classifier is trained on
+    the single digits and reads each channel, so fd and PRDC use the three channels'
+    features side by side and `class_entropy` is over the 1,000 digit triples (ln 1000 =
+    6.908 when even); `eval/modes` and `eval/reverse_kl` count the triples of
+    `data.mode_samples` samples (VEEGAN's and PacGAN's "modes" and "KL", `metrics.stacked`),
+    beside their floor on as many real held-out triples, `eval/modes_real`,
+    `eval/reverse_kl_real` and `eval/real_acc` (the share of real triples read right).
 
     `PairSampler` models (CoGAN) are scored on their pairs instead (`pair_metrics`):
     `eval/pair_psnr`, `eval/pair_agree`, `eval/fd_a`, `eval/fd_b`, `eval/class_entropy_a`,
@@ -74,6 +83,7 @@ class SampleQuality(L.Callback):
         self.classifier_from_cache: bool | None = None
         # the held-out images' classifier features, computed once: (classifier, images, features)
         self.real_features: tuple[torch.nn.Module, Tensor, Tensor] | None = None
+        self.stacked_floor: dict[str, float] | None = None  # real data's eval/modes_real, ...
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         last_epoch = trainer.current_epoch + 1 >= (trainer.max_epochs or 0) or trainer.fast_dev_run
@@ -100,13 +110,15 @@ class SampleQuality(L.Callback):
         if len(datamodule.shape) == 1:
             return metrics | self.point_metrics(real.cpu(), fake, datamodule)
         if datamodule.labelled:
-            return metrics | self.image_metrics(
+            metrics |= self.image_metrics(
                 real.cpu(),
                 real_labels.cpu(),
                 fake,
                 None if labels is None else labels.cpu(),
                 datamodule,
             )
+        if hasattr(datamodule, "channel_digits"):  # stacked MNIST: a digit per channel
+            metrics |= self.stacked_modes(datamodule, pl_module)
         return metrics
 
     def point_metrics(self, real: Tensor, fake: Tensor, datamodule) -> dict[str, float]:
@@ -229,19 +241,57 @@ class SampleQuality(L.Callback):
         metrics["pair_agree"] = float((predicted["a"] == predicted["b"]).float().mean())
         return metrics
 
+    def stacked_modes(self, datamodule, pl_module) -> dict[str, float]:
+        """Stacked MNIST's mode count (`metrics.stacked`): `modes` and `reverse_kl` of
+        `datamodule.mode_samples` samples, each channel read by the digit classifier, beside
+        `modes_real`, `reverse_kl_real` and `real_acc` (triples read right) of as many real
+        held-out triples, the floor, computed once."""
+        reader = self.get_classifier(datamodule)
+        generator = torch.Generator().manual_seed(self.seed + 1)
+        read = []
+        for rows in torch.arange(datamodule.mode_samples).split(1000):
+            labels = pl_module.resolve_labels(len(rows), None)
+            fake = pl_module.sample(len(rows), labels, generator=generator).cpu()
+            read.append(batched(reader.classes, fake))
+        metrics = mode_metrics(torch.cat(read), reader.num_classes)
+        if self.stacked_floor is None:
+            self.stacked_floor = self.real_modes(datamodule, reader)
+        return metrics | self.stacked_floor
+
+    def real_modes(self, datamodule, reader: ChannelReader) -> dict[str, float]:
+        """The mode count of the first `mode_samples` real held-out triples, read as the
+        samples are, and the share of them read right."""
+        read, truth = [], []
+        for images, labels in datamodule.real_batches("val", 1000):
+            read.append(batched(reader.classes, images))
+            truth.append(labels)
+            if sum(map(len, truth)) >= datamodule.mode_samples:
+                break
+        read, truth = (torch.cat(t)[: datamodule.mode_samples] for t in (read, truth))
+        floor = mode_metrics(read, reader.num_classes)
+        floor = {f"{key}_real": value for key, value in floor.items()}
+        return floor | {"real_acc": float((read == truth).float().mean())}
+
     def get_classifier(self, datamodule, domain: str = "data"):
-        """The digit classifier for the data (or for one domain of translation data)."""
+        """The digit classifier for the data (or for one domain of translation data); for
+        stacked MNIST, one trained on its single digits that reads each channel."""
+        stacked = domain == "data" and hasattr(datamodule, "channel_digits")
         if domain not in self.classifiers:
-            if domain == "data":
+            if stacked:
+                images, labels = datamodule.channel_digits()
+            elif domain == "data":
                 images, labels = datamodule.training_sample()
             else:
                 images, labels = datamodule.domain_set(domain)
-            self.classifiers[domain], _, self.classifier_from_cache = load_or_train_classifier(
+            classifier, _, self.classifier_from_cache = load_or_train_classifier(
                 images.cpu(),
                 labels.cpu(),
-                datamodule.num_classes,
+                DIGITS if stacked else datamodule.num_classes,
                 self.cache_dir,
                 epochs=self.classifier_epochs,
+            )
+            self.classifiers[domain] = (
+                ChannelReader(classifier, datamodule.shape[0]) if stacked else classifier
             )
         return self.classifiers[domain]
 
