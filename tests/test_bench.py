@@ -142,3 +142,11 @@ def test_data_bench_times_the_cached_folder_against_torchvision():
     assert all(float(row[3].replace(",", "")) > 0 for row in rows.values())
     memory = {row[0]: row for row in tables(stdout.replace("| in-memory set", "| workload"))[1]}
     assert memory["mnist_mini"][3] == memory["cifar-size"][3] == "1.00"
+
+
+def test_vae_yardstick_quick_trains_and_bounds_the_held_out_digits():
+    text = run_script("vae_yardstick.py", "--quick")
+    elbo, iwae = (
+        float(v) for v in re.search(r"ELBO (\S+) nats, IWAE\(k=10\) (\S+)", text).groups()
+    )
+    assert -300 < elbo < iwae < 0, text  # one epoch: a bound, tighter with k
