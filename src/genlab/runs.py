@@ -211,7 +211,7 @@ def collapse_warning(metrics: dict[str, float]) -> str | None:
     return (
         "no generated sample lies within 3 std of any of the data's modes (eval/modes 0, "
         "eval/hq 0): G has not found the data; train longer, or start from a recipe "
-        "(experiment=pacgan4_ring, experiment=wgan_gp_ring)"
+        "(experiment=wgan_gp_ring, experiment=wgan_gp_grid)"
     )
 
 
