@@ -7,7 +7,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from genlab.data.disk import DiskImages, row_chunks
+from genlab.data.disk import row_chunks
 from genlab.data.loaders import InMemoryBatchLoader, Source
 from genlab.data.pixels import to_model_range
 from genlab.errors import require
@@ -152,8 +152,9 @@ def read_rows(source: Source, rows: Tensor) -> Tensor:
 def in_model_range(
     parts: tuple[Source, ...], seed: int, limit: int | None = None
 ) -> tuple[Tensor, ...]:
-    """Stored samples as the models see them, images read from disk first: all of them, or
-    `limit` of them, a seeded choice per length (a domain's images and labels share it)."""
+    """Stored samples as the models see them, images read first where they are not held as
+    a tensor (on disk, or gathered as stacked digits): all of them, or `limit` of them, a
+    seeded choice per length (a domain's images and labels share it)."""
     loaded = []
     for part in parts:
         if limit is not None and len(part) > limit:
@@ -161,5 +162,5 @@ def in_model_range(
             part = subset(
                 part, torch.randperm(len(part), generator=generator)[:limit].sort().values
             )
-        loaded.append(to_model_range(part.load() if isinstance(part, DiskImages) else part))
+        loaded.append(to_model_range(part if isinstance(part, Tensor) else part.load()))
     return tuple(loaded)

@@ -138,13 +138,3 @@ class StackedMnistDataModule(InMemoryDataModule):
         training split, so the two datasets share that classifier's cache)."""
         images, labels = self.digits()[0]
         return pixels.to_model_range(images), labels
-
-    def real_set(self, split: str = "train", limit: int | None = None) -> tuple[Tensor, ...]:
-        """As `InMemoryDataModule.real_set`: the same seeded choice of `limit` triples,
-        made into images."""
-        images, labels = self.stored(split)
-        rows = torch.arange(len(labels))
-        if limit is not None and len(labels) > limit:
-            generator = torch.Generator().manual_seed(self.seed)
-            rows = torch.randperm(len(labels), generator=generator)[:limit].sort().values
-        return pixels.to_model_range(images.take(rows)), labels[rows]
