@@ -47,7 +47,7 @@ from genlab.report_reference import (
     published_columns,
     published_rows,
 )
-from genlab.report_table import BEST_MARK, Table, best_of, format_value, maximized
+from genlab.report_table import BEST_MARK, Table, best_first, best_of, format_value, maximized
 
 # Not scores: how many samples a metric compared (in metrics.json, not in the table)
 SAMPLE_COUNTS = {"prdc_n"}
@@ -160,13 +160,7 @@ def metric_columns(jobs: list[Job]) -> list[str]:
 
 
 def sort_jobs(jobs: list[Job], metric: str | None) -> list[Job]:
-    def key(job: Job):
-        value = job.metrics.get(metric, math.nan) if metric else math.nan
-        if not math.isfinite(value):
-            return (1, 0.0, job.name)
-        return (0, -value if maximized(metric) else value, job.name)
-
-    return sorted(jobs, key=key)
+    return sorted(jobs, key=lambda job: best_first(job.metrics.get(metric), metric, job.name))
 
 
 def best_values(jobs: list[Job], metrics: list[str]) -> dict[str, float | None]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from genlab.report_reference import Published, csv_row
-from genlab.report_table import Table, best_of, format_value, maximized
+from genlab.report_table import Table, best_first, best_of, format_value
 
 if TYPE_CHECKING:
     from genlab.report import Job
@@ -95,14 +95,9 @@ def seed_groups(jobs: list[Job]) -> list[Group]:
 
 def sort_groups(groups: list[Group], metric: str | None) -> list[Group]:
     """Best mean of `metric` first; groups without one last."""
-
-    def key(group: Group):
-        mean = group.stat(metric).mean if metric else math.nan
-        if not math.isfinite(mean):
-            return (1, 0.0, group.name)
-        return (0, -mean if maximized(metric) else mean, group.name)
-
-    return sorted(groups, key=key)
+    return sorted(
+        groups, key=lambda g: best_first(g.stat(metric).mean if metric else None, metric, g.name)
+    )
 
 
 def group_table(groups: list[Group], params: list[str], metrics: list[str]) -> Table:

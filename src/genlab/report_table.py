@@ -31,6 +31,14 @@ def best_of(values: list[float], metric: str) -> float | None:
     return max(finite) if maximized(metric) else min(finite)
 
 
+def best_first(value: float | None, metric: str | None, name: str) -> tuple:
+    """A sort key: the best `value` of `metric` first, rows without a finite one last, ties
+    by `name`."""
+    if metric is None or value is None or not math.isfinite(value):
+        return (1, 0.0, name)
+    return (0, -value if maximized(metric) else value, name)
+
+
 @dataclass
 class Table:
     header: list[str]
