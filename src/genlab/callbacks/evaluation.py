@@ -18,7 +18,7 @@ from genlab.metrics import (
 )
 from genlab.metrics.distances import equal_sizes
 from genlab.metrics.inception import check_inception_fid_available, inception_fid_score
-from genlab.metrics.stacked import DIGITS, ChannelReader, mode_metrics
+from genlab.metrics.stacked import ChannelReader, channel_reader, mode_metrics
 from genlab.metrics.translation import image_errors
 
 
@@ -275,24 +275,22 @@ class SampleQuality(L.Callback):
     def get_classifier(self, datamodule, domain: str = "data"):
         """The digit classifier for the data (or for one domain of translation data); for
         stacked MNIST, one trained on its single digits that reads each channel."""
-        stacked = domain == "data" and hasattr(datamodule, "channel_digits")
-        if domain not in self.classifiers:
-            if stacked:
-                images, labels = datamodule.channel_digits()
-            elif domain == "data":
-                images, labels = datamodule.training_sample()
-            else:
-                images, labels = datamodule.domain_set(domain)
-            classifier, _, self.classifier_from_cache = load_or_train_classifier(
+        if domain in self.classifiers:
+            return self.classifiers[domain]
+        if domain == "data" and hasattr(datamodule, "channel_digits"):
+            found = channel_reader(datamodule, self.cache_dir, self.classifier_epochs)
+        else:
+            images, labels = (
+                datamodule.training_sample() if domain == "data" else datamodule.domain_set(domain)
+            )
+            found = load_or_train_classifier(
                 images.cpu(),
                 labels.cpu(),
-                DIGITS if stacked else datamodule.num_classes,
+                datamodule.num_classes,
                 self.cache_dir,
                 epochs=self.classifier_epochs,
             )
-            self.classifiers[domain] = (
-                ChannelReader(classifier, datamodule.shape[0]) if stacked else classifier
-            )
+        self.classifiers[domain], _, self.classifier_from_cache = found
         return self.classifiers[domain]
 
 

@@ -7,8 +7,12 @@ on the 2-D mixtures already logs, `metrics.coverage`, and leaves the VAE's `eval
 0 for an even spread, ln 1000 = 6.91 for one mode alone.
 """
 
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
+
+from genlab.metrics.classifier import load_or_train_classifier
 
 DIGITS = 10
 
@@ -55,3 +59,16 @@ def mode_metrics(modes: Tensor, num_modes: int = DIGITS**3) -> dict[str, float]:
     counts = torch.bincount(modes.flatten().cpu(), minlength=num_modes).double()
     p = counts[counts > 0] / counts.sum()
     return {"modes": float(len(p)), "reverse_kl": float((p * (p * num_modes).log()).sum())}
+
+
+def channel_reader(
+    datamodule, cache_dir: str | Path, epochs: int = 15
+) -> tuple[ChannelReader, Path, bool]:
+    """The reader of stacked data's channels: the digit classifier trained on its single
+    digits (`datamodule.channel_digits()`, cached in `cache_dir`), applied to each channel.
+    Returns (reader, the classifier's cache file, whether it came from the cache)."""
+    images, labels = datamodule.channel_digits()
+    classifier, path, from_cache = load_or_train_classifier(
+        images.cpu(), labels.cpu(), DIGITS, cache_dir, epochs=epochs
+    )
+    return ChannelReader(classifier, datamodule.shape[0]), path, from_cache
