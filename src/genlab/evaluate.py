@@ -1,6 +1,7 @@
 """`genlab-eval`: a checkpoint's final scores, with the literature's protocol.
 
     genlab-eval ckpt=outputs/<date>/<time>/checkpoints/last.ckpt      # n=50000, fid kid prdc
+    genlab-eval ckpt=<a stacked MNIST run>/checkpoints/last.ckpt      # n=26000, + modes
     genlab-eval ckpt=... n=10000 metrics=[fid,kid] features=classifier device=cuda
 
 Draws n samples and compares their features with the TRAINING set's reference statistics:
@@ -13,6 +14,10 @@ eval.json beside the checkpoint (or to out=PATH).
 Features (`features=auto`): torchmetrics' Inception when its weights are in torch.hub's
 cache, else the digit classifier trained on the training split (cached in
 DATA_DIR/classifiers/, shared with the per-epoch metrics).
+
+Stacked MNIST (`evaluate_stacked`): `modes` and `reverse_kl`, the digit triples of the
+samples read one channel at a time, join the default metrics, n defaults to the papers'
+26,000, and the features are the digit classifier's of each channel, side by side.
 """
 
 import json
@@ -29,6 +34,13 @@ from tqdm import tqdm
 from genlab.checkpoints import load_checkpoint
 from genlab.contract import PairSampler, Sampler
 from genlab.errors import DataError, require
+from genlab.evaluate_stacked import (
+    MODE_SAMPLES,
+    channel_features,
+    check_modes_asked,
+    is_stacked,
+    mode_scores,
+)
 from genlab.metrics import prdc
 from genlab.metrics.distances import frechet_from_stats
 from genlab.metrics.features import (
@@ -52,8 +64,8 @@ from genlab.sample import load_model
 
 DEFAULTS = {
     "ckpt": None,
-    "n": 50000,
-    "metrics": ["fid", "kid", "prdc"],
+    "n": None,  # 50000; 26000 on stacked MNIST (the papers' mode count)
+    "metrics": None,  # fid kid prdc; and modes on stacked MNIST
     "features": "auto",
     "out": None,  # eval.json beside the checkpoint
     "batch_size": 250,
@@ -61,7 +73,9 @@ DEFAULTS = {
     "device": "cpu",
     "data_dir": None,  # like paths.data_dir: $GENLAB_DATA, else data
 }
-METRICS = ("fid", "kid", "prdc")
+DISTANCES = ("fid", "kid", "prdc")  # against the training set's reference statistics
+METRICS = (*DISTANCES, "modes")
+SAMPLES = 50_000
 FEATURES = ("auto", "inception", "classifier")
 REFERENCE_KEEP = 50_000  # training features kept for KID and PRDC (all of a smaller set)
 REFERENCE_SEED = 0  # fixed, so that every evaluation of a dataset shares one cache file
@@ -78,16 +92,19 @@ def parse_args(argv: list[str]) -> dict:
 
 def check_values(args: dict) -> None:
     n, metrics = args["n"], args["metrics"]
-    require(isinstance(n, int) and n >= 2, f"n must be a whole number >= 2 (got {n})")
-    metrics = args["metrics"] = [metrics] if isinstance(metrics, str) else list(metrics)
-    unknown = [m for m in metrics if m not in METRICS]
     require(
-        bool(metrics) and not unknown,
-        f"unknown metric {unknown[0] if unknown else '(none given)'}; "
-        f"the metrics are {', '.join(METRICS)}, e.g. metrics=[fid,kid]",
+        n is None or (isinstance(n, int) and n >= 2), f"n must be a whole number >= 2 (got {n})"
     )
+    if metrics is not None:
+        metrics = args["metrics"] = [metrics] if isinstance(metrics, str) else list(metrics)
+        unknown = [m for m in metrics if m not in METRICS]
+        require(
+            bool(metrics) and not unknown,
+            f"unknown metric {unknown[0] if unknown else '(none given)'}; "
+            f"the metrics are {', '.join(METRICS)}, e.g. metrics=[fid,kid]",
+        )
     require(
-        "prdc" not in metrics or n > PRDC_K,
+        "prdc" not in (metrics or ()) or n is None or n > PRDC_K,
         f"prdc needs n > {PRDC_K} (its {PRDC_K}th nearest neighbour); got n={n}",
     )
     require(
@@ -113,6 +130,17 @@ def check_device(device: str) -> None:
         device == "cpu" or torch.cuda.is_available(),
         "device=cuda but no GPU is visible; use device=cpu",
     )
+
+
+def settle_defaults(args: dict, datamodule) -> None:
+    """The options that the data decides when left out: n (the papers' 26,000 on stacked
+    MNIST, else 50,000) and metrics (modes added on stacked MNIST, refused elsewhere)."""
+    stacked = is_stacked(datamodule)
+    if args["n"] is None:
+        args["n"] = MODE_SAMPLES if stacked else SAMPLES
+    if args["metrics"] is None:
+        args["metrics"] = [*DISTANCES, "modes"] if stacked else list(DISTANCES)
+    check_modes_asked(args["metrics"], datamodule)
 
 
 def load_sampler(path: str, device: str) -> tuple[torch.nn.Module, dict]:
@@ -152,7 +180,10 @@ def progress(description: str, total: int | None = None) -> tqdm:
 
 
 def choose_features(args: dict, datamodule, cache_dir: Path) -> FeatureExtractor:
-    """The extractor `features=` asks for; `auto` takes Inception when it is here."""
+    """The extractor `features=` asks for; `auto` takes Inception when it is here (stacked
+    MNIST: the digit classifier's features of each channel)."""
+    if is_stacked(datamodule):
+        return channel_features(args["features"], datamodule, cache_dir, args["device"])
     missing = inception_missing()
     asked = name = args["features"]
     if name == "auto":
@@ -215,8 +246,10 @@ def generated_features(model, extractor: FeatureExtractor, args: dict) -> Tensor
     return torch.cat(features)
 
 
-def scores(metrics: list[str], reference: Reference, fake: Tensor, seed: int) -> tuple[dict, dict]:
-    """The metrics' values, and the settings they were computed with."""
+def scores(
+    metrics: list[str], reference: Reference | None, fake: Tensor, seed: int
+) -> tuple[dict, dict]:
+    """The distances' values, and the settings they were computed with."""
     values, settings = {}, {}
     if "fid" in metrics:
         values["fid"] = frechet_from_stats(
@@ -236,26 +269,45 @@ def scores(metrics: list[str], reference: Reference, fake: Tensor, seed: int) ->
     return values, settings
 
 
-def evaluate(args: dict) -> dict:
-    """Score the checkpoint, write eval.json; return what it holds."""
-    model, record = load_sampler(args["ckpt"], args["device"])
-    datamodule = load_data(record["data"])
-    cache_dir = Path(args["data_dir"] or os.environ.get("GENLAB_DATA", "data"))
-    extractor = choose_features(args, datamodule, cache_dir)
-    model_name, data_name = names(record)
-    say(f"{model_name} on {data_name}: {args['n']} samples, {extractor.name} features")
+def reference_for(
+    datamodule, extractor: FeatureExtractor, cache_dir: Path, batch_size: int
+) -> tuple[Reference, dict]:
+    """The training set's reference statistics, and what eval.json says of them."""
     started = time.perf_counter()
-    reference, path, from_cache = reference_statistics(
-        datamodule, extractor, cache_dir, args["batch_size"]
-    )
+    reference, path, from_cache = reference_statistics(datamodule, extractor, cache_dir, batch_size)
     took = f"computed in {time.perf_counter() - started:.1f} s, cached in"
     say(
         f"reference: {reference.count} training images, {'read from' if from_cache else took} {path}"
     )
+    return reference, {
+        "split": "train",
+        "images": reference.count,
+        "kept": len(reference.features),
+        "cache": str(path),
+        "from_cache": from_cache,
+    }
+
+
+def evaluate(args: dict) -> dict:
+    """Score the checkpoint, write eval.json; return what it holds."""
+    model, record = load_sampler(args["ckpt"], args["device"])
+    datamodule = load_data(record["data"])
+    settle_defaults(args, datamodule)
+    cache_dir = Path(args["data_dir"] or os.environ.get("GENLAB_DATA", "data"))
+    extractor = choose_features(args, datamodule, cache_dir)
+    model_name, data_name = names(record)
+    say(f"{model_name} on {data_name}: {args['n']} samples, {extractor.name} features")
+    reference, about_reference = None, None  # not needed for the mode count alone
+    if set(args["metrics"]) & set(DISTANCES):
+        reference, about_reference = reference_for(
+            datamodule, extractor, cache_dir, args["batch_size"]
+        )
     started = time.perf_counter()
     fake = generated_features(model, extractor, args)
     say(f"samples: {args['n']} drawn and featurized in {time.perf_counter() - started:.1f} s")
     values, settings = scores(args["metrics"], reference, fake, int(args["seed"]))
+    if "modes" in args["metrics"]:
+        values |= mode_scores(extractor, fake)
     result = {
         "checkpoint": str(Path(args["ckpt"]).resolve()),
         "model": model_name,
@@ -265,13 +317,7 @@ def evaluate(args: dict) -> dict:
         "feature_dim": extractor.dim,
         "n": args["n"],
         "seed": args["seed"],
-        "reference": {
-            "split": "train",
-            "images": reference.count,
-            "kept": len(reference.features),
-            "cache": str(path),
-            "from_cache": from_cache,
-        },
+        "reference": about_reference,
         "metrics": values,
         "settings": settings,
     }
@@ -298,19 +344,21 @@ def write_result(result: dict, args: dict) -> dict:
 def table(result: dict) -> str:
     """The metrics as an aligned two-column table, headed by the features and sample sizes."""
     values = result["metrics"]
-    rows = [
-        (name, f"{value:.6f} ± {values['kid_std']:.6f}" if name == "kid" else f"{value:.4f}")
-        for name, value in values.items()
-        if name != "kid_std"
-    ]
-    header = (
-        f"{result['features']} features: {result['n']} samples against "
-        f"{result['reference']['images']} training images"
-    )
+    rows = [(name, cell(name, values)) for name in values if name != "kid_std"]
+    header = f"{result['features']} features: {result['n']} samples"
+    if result["reference"] is not None:
+        header += f" against {result['reference']['images']} training images"
     width = max(len(name) for name, _ in rows)
     lines = [header, f"{'metric':<{width}}  value"]
     lines += [f"{name:<{width}}  {text}" for name, text in rows]
     return "\n".join(lines)
+
+
+def cell(name: str, values: dict) -> str:
+    """One metric's value as the table shows it: kid with its std, modes as a count."""
+    if name == "kid":
+        return f"{values['kid']:.6f} ± {values['kid_std']:.6f}"
+    return f"{values[name]:.0f}" if name == "modes" else f"{values[name]:.4f}"
 
 
 def say(line: str) -> None:
