@@ -19,6 +19,7 @@ from genlab.models.gan_terms import (
     GradientPenalty,
     MismatchedLabels,
     ModeSeeking,
+    R1Penalty,
     TwinClassifier,
     WeightClipping,
     mode_seeking_ratio,
@@ -98,6 +99,21 @@ def test_gradient_penalty_adds_its_weight_times_the_penalty():
     assert not GradientPenalty(weight=0.0).active
     with pytest.raises(ConfigError, match="gradient_penalty.weight must be >= 0"):
         GradientPenalty(weight=-1.0)
+
+
+def test_r1_penalty_adds_half_its_weight_times_the_squared_slope_on_real_samples():
+    """A linear critic with |w| = 3 has |grad|^2 = 9 on every real sample; R1 with weight 10
+    adds 10 / 2 x 9 and logs 9."""
+    critic = LinearCritic(torch.full((64,), 3.0 / 8))
+    scores = DiscriminatorOutput(torch.zeros(16))
+    extra, stats = R1Penalty(weight=10.0).discriminator_loss(
+        d_step(scores, scores, discriminator=critic)
+    )
+    assert float(extra) == pytest.approx(45.0, rel=1e-4)
+    assert float(stats["loss/r1"]) == pytest.approx(9.0, rel=1e-4)
+    assert not R1Penalty(weight=0.0).active
+    with pytest.raises(ConfigError, match="r1_penalty.weight must be >= 0"):
+        R1Penalty(weight=-1.0)
 
 
 def test_weight_clipping_clamps_every_weight_of_d_after_its_update():

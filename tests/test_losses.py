@@ -1,4 +1,4 @@
-"""The adversarial losses and the gradient penalty, against values worked out by hand."""
+"""The adversarial losses and the gradient penalties, against values worked out by hand."""
 
 import pytest
 import torch
@@ -10,6 +10,7 @@ from genlab.losses import (
     NonSaturatingLoss,
     WassersteinLoss,
     gradient_penalty,
+    r1_penalty,
 )
 
 REAL, FAKE = torch.tensor([2.0, 0.0]), torch.tensor([-1.0, 1.0])
@@ -63,3 +64,20 @@ def test_gradient_penalty_of_linear_critic(norm, expected):
     critic = LinearCritic(torch.tensor([0.6, 0.8]) * norm)
     real, fake = torch.randn(64, 2), torch.randn(64, 2)
     assert float(gradient_penalty(critic, real, fake)) == pytest.approx(expected, abs=1e-5)
+
+
+def test_r1_penalty_is_the_squared_slope_on_real_samples_per_pack():
+    """D scores pairs of 2-D points with w = (1, 2, 3, 4): its slope on a pack is w, so the
+    penalty is |w|^2 = 30 whatever the points; taken per point it would be (5 + 25) / 2."""
+    w = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
+
+    def packed_critic(x):
+        return x.reshape(-1, 4) @ w
+
+    real = torch.randn(8, 2, dtype=torch.float64)
+    assert float(r1_penalty(packed_critic, real, group=2)) == pytest.approx(30.0)
+    assert float(r1_penalty(packed_critic, real)) == pytest.approx(15.0)
+    # the penalty reaches D's weights (it is a loss D can lower)
+    w.requires_grad_(True)
+    (grad,) = torch.autograd.grad(r1_penalty(packed_critic, real, group=2), w)
+    assert torch.allclose(grad, 2 * w.detach())

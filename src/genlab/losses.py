@@ -113,6 +113,15 @@ def gradient_penalty(
     return (grads.reshape(n // group, -1).norm(2, dim=1) - 1).pow(2).mean()
 
 
+def r1_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, group: int = 1) -> Tensor:
+    """R1's zero-centred penalty E[||grad_x D(x)||_2^2] on real samples (Mescheder et al.
+    2018): D pays for any slope on the data itself. With `group=m` (a packed D) each run
+    of m consecutive samples has one score, and the squared norm is that of the whole pack."""
+    real = real.detach().requires_grad_(True)
+    (grads,) = torch.autograd.grad(critic(real).sum(), real, create_graph=True)
+    return grads.reshape(real.shape[0] // group, -1).pow(2).sum(dim=1).mean()
+
+
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) per sample, summed over the latent dimensions."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)

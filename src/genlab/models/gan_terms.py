@@ -10,6 +10,7 @@ example `model=wgan_gp` is `model=gan` with `terms.gradient_penalty.weight: 10`.
 | term                   | paper                          | D                         | G                      |
 |------------------------|--------------------------------|---------------------------|------------------------|
 | `GradientPenalty`      | WGAN-GP, Gulrajani et al. 2017 | gradient norm penalty     |                        |
+| `R1Penalty`            | R1, Mescheder et al. 2018      | gradient on real samples  |                        |
 | `WeightClipping`       | WGAN, Arjovsky et al. 2017     | clamps weights after step |                        |
 | `AuxiliaryClassifier`  | ACGAN, Odena et al. 2017       | classifies real and fake  | asks for its class     |
 | `TwinClassifier`       | TAC-GAN, Gong et al. 2019      | twin learns G's classes   | subtracts the twin's   |
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.errors import require
-from genlab.losses import AdversarialLoss, gradient_penalty
+from genlab.losses import AdversarialLoss, gradient_penalty, r1_penalty
 from genlab.nets.outputs import DiscriminatorOutput
 
 # what a term adds: the weighted loss, and the statistics to log (detached)
@@ -113,6 +114,28 @@ class GradientPenalty(GANTerm):
 
         penalty = gradient_penalty(critic, step.real, step.fake, group=step.pack)
         return self.weight * penalty, {"loss/gp": penalty.detach()}
+
+
+class R1Penalty(GANTerm):
+    """R1 (Mescheder et al. 2018): D pays `weight` / 2 x E[|grad D(x)|^2] on real samples,
+    so that at equilibrium it is flat on the data and G's samples have no slope to follow
+    away from it. It suits any loss; with the non-saturating one it is the regulariser of
+    StyleGAN. A packed D is penalised per pack."""
+
+    def __init__(self, weight: float = 0.0) -> None:
+        check_weight("r1_penalty", weight)
+        self.weight = weight
+
+    @property
+    def active(self) -> bool:
+        return self.weight > 0
+
+    def discriminator_loss(self, step: DiscriminatorStep) -> Contribution:
+        def critic(x: Tensor) -> Tensor:
+            return step.discriminator(x, step.labels).score
+
+        penalty = r1_penalty(critic, step.real, group=step.pack)
+        return self.weight / 2 * penalty, {"loss/r1": penalty.detach()}
 
 
 class WeightClipping(GANTerm):
