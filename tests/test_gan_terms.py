@@ -87,33 +87,26 @@ class LinearCritic(nn.Module):
         return DiscriminatorOutput(x.flatten(1) @ self.weight)
 
 
-def test_gradient_penalty_adds_its_weight_times_the_penalty():
-    """A linear critic with |w| = 3 has the penalty (3 - 1)^2 = 4 everywhere."""
+@pytest.mark.parametrize(
+    "term, name, stat, penalty, share",
+    [
+        # WGAN-GP: a linear critic with |w| = 3 has the penalty (3 - 1)^2 = 4 everywhere
+        (GradientPenalty, "gradient_penalty", "loss/gp", 4.0, 1.0),
+        # R1: the same critic has |grad|^2 = 9 on every real sample, and D pays half of it
+        (R1Penalty, "r1_penalty", "loss/r1", 9.0, 0.5),
+    ],
+)
+def test_gradient_penalties_add_their_weight_times_the_penalty(term, name, stat, penalty, share):
     critic = LinearCritic(torch.full((64,), 3.0 / 8))
     scores = DiscriminatorOutput(torch.zeros(16))
-    extra, stats = GradientPenalty(weight=10.0).discriminator_loss(
+    extra, stats = term(weight=10.0).discriminator_loss(
         d_step(scores, scores, discriminator=critic)
     )
-    assert float(extra) == pytest.approx(40.0, rel=1e-4)
-    assert float(stats["loss/gp"]) == pytest.approx(4.0, rel=1e-4)
-    assert not GradientPenalty(weight=0.0).active
-    with pytest.raises(ConfigError, match="gradient_penalty.weight must be >= 0"):
-        GradientPenalty(weight=-1.0)
-
-
-def test_r1_penalty_adds_half_its_weight_times_the_squared_slope_on_real_samples():
-    """A linear critic with |w| = 3 has |grad|^2 = 9 on every real sample; R1 with weight 10
-    adds 10 / 2 x 9 and logs 9."""
-    critic = LinearCritic(torch.full((64,), 3.0 / 8))
-    scores = DiscriminatorOutput(torch.zeros(16))
-    extra, stats = R1Penalty(weight=10.0).discriminator_loss(
-        d_step(scores, scores, discriminator=critic)
-    )
-    assert float(extra) == pytest.approx(45.0, rel=1e-4)
-    assert float(stats["loss/r1"]) == pytest.approx(9.0, rel=1e-4)
-    assert not R1Penalty(weight=0.0).active
-    with pytest.raises(ConfigError, match="r1_penalty.weight must be >= 0"):
-        R1Penalty(weight=-1.0)
+    assert float(extra) == pytest.approx(10.0 * share * penalty, rel=1e-4)
+    assert float(stats[stat]) == pytest.approx(penalty, rel=1e-4)
+    assert not term(weight=0.0).active
+    with pytest.raises(ConfigError, match=f"{name}.weight must be >= 0"):
+        term(weight=-1.0)
 
 
 def test_weight_clipping_clamps_every_weight_of_d_after_its_update():

@@ -95,47 +95,58 @@ def check_weight(name: str, weight: float) -> None:
     require(weight >= 0, f"model.terms.{name}.weight must be >= 0 (got {weight})")
 
 
-class GradientPenalty(GANTerm):
-    """WGAN-GP: D pays `weight` x E[(|grad D(x_hat)| - 1)^2] on random interpolates x_hat
-    of real and generated samples (a soft 1-Lipschitz constraint on the critic). A packed D
-    is penalised per pack: one interpolate of the whole pack, the norm over all of it."""
+class InputGradientPenalty(GANTerm):
+    """A penalty on D's gradient with respect to its input (D itself, without the input
+    augmentation): D pays `scale` x `weight` x the subclass's `penalty`, logged as `stat`."""
 
-    def __init__(self, weight: float = 10.0) -> None:
-        check_weight("gradient_penalty", weight)
+    name, stat, scale = "", "", 1.0
+
+    def __init__(self, weight: float) -> None:
+        check_weight(self.name, weight)
         self.weight = weight
 
     @property
     def active(self) -> bool:
         return self.weight > 0
 
+    def penalty(self, critic: Callable[[Tensor], Tensor], step: DiscriminatorStep) -> Tensor:
+        raise NotImplementedError
+
     def discriminator_loss(self, step: DiscriminatorStep) -> Contribution:
         def critic(x: Tensor) -> Tensor:
             return step.discriminator(x, step.labels).score
 
-        penalty = gradient_penalty(critic, step.real, step.fake, group=step.pack)
-        return self.weight * penalty, {"loss/gp": penalty.detach()}
+        penalty = self.penalty(critic, step)
+        return self.scale * self.weight * penalty, {self.stat: penalty.detach()}
 
 
-class R1Penalty(GANTerm):
+class GradientPenalty(InputGradientPenalty):
+    """WGAN-GP: D pays `weight` x E[(|grad D(x_hat)| - 1)^2] on random interpolates x_hat
+    of real and generated samples (a soft 1-Lipschitz constraint on the critic). A packed D
+    is penalised per pack: one interpolate of the whole pack, the norm over all of it."""
+
+    name, stat = "gradient_penalty", "loss/gp"
+
+    def __init__(self, weight: float = 10.0) -> None:
+        super().__init__(weight)
+
+    def penalty(self, critic: Callable[[Tensor], Tensor], step: DiscriminatorStep) -> Tensor:
+        return gradient_penalty(critic, step.real, step.fake, group=step.pack)
+
+
+class R1Penalty(InputGradientPenalty):
     """R1 (Mescheder et al. 2018): D pays `weight` / 2 x E[|grad D(x)|^2] on real samples,
     so that at equilibrium it is flat on the data and G's samples have no slope to follow
     away from it. It suits any loss; with the non-saturating one it is the regulariser of
     StyleGAN. A packed D is penalised per pack."""
 
+    name, stat, scale = "r1_penalty", "loss/r1", 0.5
+
     def __init__(self, weight: float = 0.0) -> None:
-        check_weight("r1_penalty", weight)
-        self.weight = weight
+        super().__init__(weight)
 
-    @property
-    def active(self) -> bool:
-        return self.weight > 0
-
-    def discriminator_loss(self, step: DiscriminatorStep) -> Contribution:
-        def critic(x: Tensor) -> Tensor:
-            return step.discriminator(x, step.labels).score
-
-        penalty = r1_penalty(critic, step.real, group=step.pack)
-        return self.weight / 2 * penalty, {"loss/r1": penalty.detach()}
+    def penalty(self, critic: Callable[[Tensor], Tensor], step: DiscriminatorStep) -> Tensor:
+        return r1_penalty(critic, step.real, group=step.pack)
 
 
 class WeightClipping(GANTerm):
