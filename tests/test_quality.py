@@ -54,11 +54,11 @@ def test_gan_learns_both_moons(tmp_path):
     assert (tmp_path / "samples" / "last.png").is_file()
 
 
-def assert_sharp_digits(metrics: dict, conditional: bool = False, precision: float = 0.85) -> None:
+def assert_sharp_digits(metrics: dict, conditional: bool = False) -> None:
     """The digit recipes' targets: samples inside the real digits' neighbourhoods (precision
     >= 0.85), fd within twice the real data's own floor, every class drawn (class entropy
     >= 0.98 ln 10), and for a conditional G the digit asked for (cond_acc >= 0.95)."""
-    assert metrics["eval/precision"] >= precision
+    assert metrics["eval/precision"] >= 0.85
     assert metrics["eval/fd"] <= 2 * metrics["eval/fd_floor"]
     assert metrics["eval/class_entropy"] >= 0.98 * math.log(10)
     if conditional:
@@ -67,8 +67,7 @@ def assert_sharp_digits(metrics: dict, conditional: bool = False, precision: flo
 
 def test_dcgan_draws_sharp_digits_of_every_class(tmp_path):
     metrics, _ = train(tmp_path, "experiment=dcgan_mnist_mini")
-    # short of the 0.85 target: seeds 0, 1, 2 read precision 0.872, 0.795, 0.843
-    assert_sharp_digits(metrics, precision=0.78)
+    assert_sharp_digits(metrics)
 
 
 def test_cgan_draws_the_digit_it_is_asked_for(tmp_path):
