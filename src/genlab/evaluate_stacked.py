@@ -9,7 +9,6 @@ classifier of the 1,000 triples. `features=auto` and `features=classifier` both 
 features on this data; Inception's are refused (the modes are read in these).
 """
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from torch import Tensor
 
 from genlab.errors import require
 from genlab.metrics.classifier import batched
-from genlab.metrics.features import FeatureExtractor
+from genlab.metrics.features import FeatureExtractor, classifier_features
 from genlab.metrics.stacked import channel_reader, mode_metrics
 
 MODE_SAMPLES = 26_000  # the samples whose modes VEEGAN and PacGAN count
@@ -54,17 +53,13 @@ def channel_features(features: str, datamodule, cache_dir: Path, device: str) ->
         "one channel at a time (those its modes are read in); use features=auto",
     )
     reader, path, _ = channel_reader(datamodule, cache_dir / "classifiers")
-    reader = reader.to(device)
-
-    def function(images: Tensor) -> Tensor:
-        return batched(reader.features, images.to(device)).float().cpu()
+    dim = reader.channels * reader.classifier.head.in_features
+    base = classifier_features(reader, path, dim, device, kind="channels-classifier")
 
     def modes(found: Tensor) -> Tensor:
         return batched(lambda part: reader.head(part.to(device)).argmax(dim=1).cpu(), found)
 
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    dim = reader.channels * reader.classifier.head.in_features
-    return ChannelFeatures("classifier", f"channels-classifier-{digest}", dim, function, modes)
+    return ChannelFeatures(base.name, base.identity, base.dim, base.function, modes)
 
 
 def mode_scores(extractor: ChannelFeatures, fake: Tensor) -> dict[str, float]:

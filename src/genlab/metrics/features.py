@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from genlab.metrics.classifier import batched, load_or_train_classifier
 from genlab.metrics.inception import INCEPTION_WEIGHTS, inception_weights_path, to_inception_input
@@ -70,12 +70,18 @@ def classifier_extractor(
 ) -> FeatureExtractor:
     """The digit classifier of this training set (trained first when not in `cache_dir`)."""
     classifier, path, _ = load_or_train_classifier(images, labels, num_classes, cache_dir)
-    classifier = classifier.to(device)
+    return classifier_features(classifier, path, classifier.head.in_features, device)
+
+
+def classifier_features(
+    net: nn.Module, path: Path, dim: int, device: str, kind: str = "classifier"
+) -> FeatureExtractor:
+    """`net.features` (a digit classifier's, or a reader of several channels built on one) as
+    an extractor, named `kind` and the digest of the weights file at `path`."""
+    net = net.to(device)
 
     def function(batch: Tensor) -> Tensor:
-        return batched(classifier.features, batch.to(device)).float().cpu()
+        return batched(net.features, batch.to(device)).float().cpu()
 
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    return FeatureExtractor(
-        "classifier", f"classifier-{digest}", classifier.head.in_features, function
-    )
+    return FeatureExtractor("classifier", f"{kind}-{digest}", dim, function)
