@@ -222,3 +222,18 @@ def test_gpu_precision_is_bf16_where_the_gpu_has_it(
     hardware.check_hardware(cfg)
     assert cfg.trainer.precision == expected
     assert ("16-mixed instead" in caplog.text) == (not native_bf16)
+
+
+@pytest.mark.parametrize(
+    "limit", ["trainer.max_time=00:00:00:02", "trainer.max_steps=30"], ids=["max_time", "max_steps"]
+)
+def test_a_run_cut_short_is_scored_as_it_ends(run_train, limit):
+    """The sample-quality evaluation every 1,000 epochs still scores a run that a timer or
+    max_steps ends in its first epochs."""
+    overrides = ["model=wgan_gp", "data=ring", "trainer.enable_progress_bar=false",
+                 "trainer.limit_train_batches=8", "trainer.max_epochs=1000", limit,
+                 "callbacks.sample_quality.every_n_epochs=1000"]  # fmt: skip
+    metrics, output_dir = run_train(overrides)
+    written = json.loads((output_dir / "metrics.json").read_text())
+    assert written["status"] == "completed" and written["epochs"] < 1000
+    assert {"eval/modes", "eval/hq", "eval/reverse_kl"} <= set(written["metrics"])

@@ -86,8 +86,7 @@ class SampleQuality(L.Callback):
         self.stacked_floor: dict[str, float] | None = None  # real data's eval/modes_real, ...
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        last_epoch = trainer.current_epoch + 1 >= (trainer.max_epochs or 0) or trainer.fast_dev_run
-        if (trainer.current_epoch + 1) % self.every_n_epochs and not last_epoch:
+        if (trainer.current_epoch + 1) % self.every_n_epochs and not fit_ends_here(trainer):
             return
         metrics = self.evaluate(trainer.datamodule, pl_module)
         pl_module.log_dict({f"eval/{k}": v for k, v in metrics.items()}, rank_zero_only=True)
@@ -296,3 +295,15 @@ class SampleQuality(L.Callback):
 
 def accuracy(logits: Tensor, labels: Tensor) -> float:
     return float((logits.argmax(dim=1) == labels).float().mean())
+
+
+def fit_ends_here(trainer: L.Trainer) -> bool:
+    """Whether the epoch now ending is the run's last: its max_epochs, a stop asked for by a
+    callback (trainer.max_time's timer, early stopping) or max_steps reached, so that a run
+    cut short is still scored as it ends."""
+    return bool(
+        trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
+        or trainer.fast_dev_run
+        or trainer.should_stop
+        or 0 < (trainer.max_steps or -1) <= trainer.global_step
+    )
