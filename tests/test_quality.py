@@ -41,10 +41,10 @@ def test_wgan_gp_recipe_beats_pacgan4_on_the_ring(tmp_path):
 
 def test_wgan_gp_recipe_covers_the_grid(tmp_path):
     # PacGAN4: 24.8 modes, 93.6% high-quality samples, KL 0.04; the recipe's five seeds
-    # (docs/models.md) reach every mode, hq 0.93 to 0.95
+    # (docs/models.md) reach every mode, hq 0.956 on average (0.947 to 0.962)
     metrics, _ = train(tmp_path, "experiment=wgan_gp_grid")
     assert metrics["eval/modes"] == 25
-    assert metrics["eval/hq"] >= 0.92 and metrics["eval/reverse_kl"] <= 0.03
+    assert metrics["eval/hq"] >= 0.945 and metrics["eval/reverse_kl"] <= 0.03
 
 
 def test_gan_learns_both_moons(tmp_path):
