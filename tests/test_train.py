@@ -237,3 +237,13 @@ def test_a_run_cut_short_is_scored_as_it_ends(run_train, limit):
     written = json.loads((output_dir / "metrics.json").read_text())
     assert written["status"] == "completed" and written["epochs"] < 1000
     assert {"eval/modes", "eval/hq", "eval/reverse_kl"} <= set(written["metrics"])
+
+
+def test_a_run_cut_short_draws_the_models_figures_as_it_ends(run_train):
+    overrides = ["model=vae", "data=digits", "data.image_size=8", "data.binarize=true",
+                 "trainer.enable_progress_bar=false", "trainer.limit_train_batches=8",
+                 "trainer.max_epochs=1000", "trainer.max_steps=30",
+                 "callbacks.sample_plots.figures_every_n_epochs=1000",
+                 "callbacks.sample_quality.every_n_epochs=1000"]  # fmt: skip
+    _, output_dir = run_train(overrides)
+    assert list((output_dir / "samples" / "reconstructions").glob("epoch_*.png"))

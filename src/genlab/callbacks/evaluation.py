@@ -6,6 +6,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from genlab.callbacks.run_end import fit_ends_here
 from genlab.contract import HeldOutLikelihood, PairSampler, Translator
 from genlab.metrics import (
     batched,
@@ -295,15 +296,3 @@ class SampleQuality(L.Callback):
 
 def accuracy(logits: Tensor, labels: Tensor) -> float:
     return float((logits.argmax(dim=1) == labels).float().mean())
-
-
-def fit_ends_here(trainer: L.Trainer) -> bool:
-    """Whether the epoch now ending is the run's last: its max_epochs, a stop asked for by a
-    callback (trainer.max_time's timer, early stopping) or max_steps reached, so that a run
-    cut short is still scored as it ends."""
-    return bool(
-        trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
-        or trainer.fast_dev_run
-        or trainer.should_stop
-        or 0 < (trainer.max_steps or -1) <= trainer.global_step
-    )

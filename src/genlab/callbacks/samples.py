@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from genlab.callbacks.pictures import log_png
+from genlab.callbacks.run_end import fit_ends_here
 from genlab.contract import Figures, Sampler, Translator
 from genlab.plotting import encode_png, grid_labels, picture, save_png
 
@@ -63,8 +64,7 @@ class SamplePlots(L.Callback):
             self.publish(trainer, *self.samples_picture(pl_module, datamodule, generator, epoch))
         # the model's own pictures (reconstructions, ...): every `figures_every_n_epochs`
         # epochs and at the end; translation models show their grid there, every time
-        final = epoch >= (trainer.max_epochs or 0) - 1 or bool(trainer.fast_dev_run)
-        figures_due = (epoch + 1) % self.figures_every_n_epochs == 0 or final
+        figures_due = (epoch + 1) % self.figures_every_n_epochs == 0 or fit_ends_here(trainer)
         if isinstance(pl_module, Figures) and (figures_due or isinstance(pl_module, Translator)):
             figures = pl_module.figures(
                 *datamodule.eval_set(), generator=generator, per_row=self.per_row
